@@ -1,0 +1,1 @@
+"""Texture Connect: customers authorize access to their energy devices; apps get a key."""

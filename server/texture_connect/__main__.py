@@ -1,0 +1,3 @@
+from texture_connect.cli import main
+
+raise SystemExit(main())

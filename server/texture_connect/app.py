@@ -1,0 +1,159 @@
+"""The wiring: config → storage → adapters → services → servers. The CLI calls this."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from grpc import aio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from texture.connect.v1 import connection_pb2, connection_pb2_grpc
+from texture_connect.config import Settings
+from texture_connect.crypto import Sealer, development_key
+from texture_connect.domain.catalog import Catalog
+from texture_connect.domain.keys import KeyKind, hash_key, new_key
+from texture_connect.manufacturers.catalog_file import load_catalog
+from texture_connect.services.connection_service import ConnectionService, ConnectionSettings
+from texture_connect.services.interceptors import (
+    AccessLogInterceptor,
+    AuthInterceptor,
+    RichExceptionToStatusInterceptor,
+)
+from texture_connect.storage import Store, open_store
+
+log = logging.getLogger("texture_connect")
+
+SERVICE_NAMES = (connection_pb2.DESCRIPTOR.services_by_name["ConnectionService"].full_name,)
+
+
+class NotMigratedError(RuntimeError):
+    pass
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def internal_key(settings: Settings) -> str:
+    """The credential the HTTP front end presents to CallbackService: the configured one,
+    else one generated once into the data directory (development)."""
+    if settings.internal_key:
+        return settings.internal_key
+    path = settings.data_dir / "internal.key"
+    if path.exists():
+        return path.read_text().strip()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    key = new_key(KeyKind.INTERNAL)
+    path.write_text(key + "\n")
+    path.chmod(0o600)
+    return key
+
+
+def sealer_for(settings: Settings) -> Sealer:
+    return Sealer.from_setting(settings.encryption_key or development_key(Path(settings.data_dir)))
+
+
+def catalog_for(settings: Settings) -> Catalog:
+    return load_catalog(settings.manufacturers_file, sandbox_url=settings.sandbox_url)
+
+
+@dataclass
+class GrpcApp:
+    server: aio.Server
+    port: int
+    health: health.aio.HealthServicer
+
+    async def stop(self, grace: float = 5.0) -> None:
+        # NOT_SERVING first, so load balancers stop sending new calls during the grace.
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+
+
+async def create_grpc_server(
+    *,
+    store: Store,
+    catalog: Catalog,
+    sealer: Sealer,
+    settings: Settings,
+    address: str = "127.0.0.1:0",
+    internal_key_value: str = "",
+    clock: Callable[[], datetime] = utc_now,
+) -> GrpcApp:
+    """Builds and starts the gRPC server; returns it with its bound port (port 0 picks a
+    free one, as tests do)."""
+
+    async def lookup(key_hash: str):  # type: ignore[no-untyped-def]
+        async with store.read() as tx:
+            return await tx.principal_for_key_hash(key_hash)
+
+    server = aio.server(
+        interceptors=[
+            AccessLogInterceptor(),
+            RichExceptionToStatusInterceptor(),
+            AuthInterceptor(lookup, hash_key(internal_key_value) if internal_key_value else ""),
+        ],
+        options=[("grpc.so_reuseport", 0)],
+    )
+    connection_pb2_grpc.add_ConnectionServiceServicer_to_server(
+        ConnectionService(
+            store=store,
+            catalog=catalog,
+            sealer=sealer,
+            settings=ConnectionSettings(
+                public_url=settings.public_url,
+                callback_url=settings.callback_url,
+                session_ttl=timedelta(seconds=settings.session_ttl_seconds),
+            ),
+            clock=clock,
+        ),
+        server,
+    )
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for name in (*SERVICE_NAMES, ""):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"cannot listen on {address}")
+    await server.start()
+    return GrpcApp(server, port, health_servicer)
+
+
+async def serve(settings: Settings, *, sandbox: bool = False) -> None:
+    """Runs until SIGTERM or SIGINT, then drains: health NOT_SERVING, then a graceful stop."""
+    store = open_store(settings.database_url)
+    try:
+        if not await store.database.is_migrated():
+            raise NotMigratedError(
+                "the database is not migrated to the current schema: "
+                "run `texture-connect migrate` first"
+            )
+        grpc_app = await create_grpc_server(
+            store=store,
+            catalog=catalog_for(settings),
+            sealer=sealer_for(settings),
+            settings=settings,
+            address=settings.grpc_addr,
+            internal_key_value=internal_key(settings),
+        )
+        log.info("gRPC listening on %s", settings.grpc_addr)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        print(f"texture-connect: gRPC on {settings.grpc_addr}", flush=True)
+        await stop.wait()
+        log.info("shutting down")
+        await grpc_app.stop()
+    finally:
+        await store.close()

@@ -1,0 +1,74 @@
+"""Configuration, read once from the environment. Every variable is documented in the
+README's configuration table."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from texture_connect.manufacturers.catalog_file import DEVELOPMENT_CATALOG
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    data_dir: Path
+    grpc_addr: str
+    http_addr: str
+    public_url: str
+    manufacturers_file: Path
+    session_ttl_seconds: int
+    # Empty: use (or create) the development key in the data directory.
+    encryption_key: str
+    sandbox_enabled: bool
+    sandbox_url: str
+    # Empty: use (or create) the development credential in the data directory.
+    internal_key: str
+    log_level: str
+
+    def __repr__(self) -> str:  # keys stay out of reprs and logs
+        return (
+            f"Settings(database_url={self.database_url!r}, grpc_addr={self.grpc_addr!r}, "
+            f"http_addr={self.http_addr!r}, public_url={self.public_url!r})"
+        )
+
+    @property
+    def callback_url(self) -> str:
+        """The one redirect_uri registered at every manufacturer."""
+        return f"{self.public_url}/v1/oauth/callback"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        data_dir = Path(env.get("TEXTURE_DATA_DIR", "var"))
+        http_addr = env.get("TEXTURE_HTTP_ADDR", "127.0.0.1:8080")
+        public_url = env.get("TEXTURE_PUBLIC_URL", f"http://{http_addr}").rstrip("/")
+        ttl_text = env.get("TEXTURE_SESSION_TTL", "1800")
+        try:
+            ttl = int(ttl_text)
+        except ValueError:
+            raise ConfigError("TEXTURE_SESSION_TTL must be a number of seconds") from None
+        if ttl <= 0:
+            raise ConfigError("TEXTURE_SESSION_TTL must be positive")
+        return cls(
+            database_url=env.get("TEXTURE_DATABASE_URL", f"sqlite:///{data_dir}/texture.db"),
+            data_dir=data_dir,
+            grpc_addr=env.get("TEXTURE_GRPC_ADDR", "127.0.0.1:50051"),
+            http_addr=http_addr,
+            public_url=public_url,
+            manufacturers_file=Path(
+                env.get("TEXTURE_MANUFACTURERS_FILE", str(DEVELOPMENT_CATALOG))
+            ),
+            session_ttl_seconds=ttl,
+            encryption_key=env.get("TEXTURE_ENCRYPTION_KEY", ""),
+            sandbox_enabled=env.get("TEXTURE_SANDBOX", "").lower() in ("1", "true", "yes"),
+            sandbox_url=env.get("TEXTURE_SANDBOX_URL", f"{public_url}/sandbox").rstrip("/"),
+            internal_key=env.get("TEXTURE_INTERNAL_KEY", ""),
+            log_level=env.get("TEXTURE_LOG_LEVEL", "INFO"),
+        )

@@ -1,0 +1,81 @@
+"""The records the rules reason about. Storage returns these; the core never reads rows."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+
+from texture_connect.domain.addresses import Address
+from texture_connect.domain.keys import KeyKind
+
+
+@dataclass(frozen=True)
+class Organization:
+    id: str
+    name: str
+    headless_enabled: bool
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the kind of key it used and, for organization keys, whose it is.
+    Texture's own front end calls with an internal credential and no organization."""
+
+    key_kind: KeyKind
+    key_id: str
+    organization: Organization | None = None
+
+
+@dataclass(frozen=True)
+class Customer:
+    id: str
+    organization_id: str
+    reference_id: str
+    first_name: str = ""
+    last_name: str = ""
+    email: str = ""
+    phone: str = ""
+
+
+@dataclass(frozen=True)
+class Site:
+    id: str
+    organization_id: str
+    customer_id: str
+    address: Address
+    address_key: str
+
+
+class SessionStatus(enum.Enum):
+    PENDING = "pending"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    EXPIRED = "expired"
+
+
+@dataclass(frozen=True)
+class ConnectSession:
+    id: str
+    organization_id: str
+    mode: str
+    status: SessionStatus
+    customer_id: str
+    site_id: str
+    reference_id: str
+    tags: tuple[str, ...]
+    client_name: str
+    redirect_url: str
+    manufacturers: tuple[str, ...]
+    device_types: tuple[str, ...]
+    customer_form_bypassed: bool
+    created_at: datetime
+    expires_at: datetime
+    ended_at: datetime | None = None
+    error: str = ""
+
+    def status_at(self, now: datetime) -> SessionStatus:
+        """A pending session past its expiry is expired, whether or not anything wrote it."""
+        if self.status is SessionStatus.PENDING and now >= self.expires_at:
+            return SessionStatus.EXPIRED
+        return self.status

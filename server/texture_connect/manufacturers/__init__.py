@@ -1,0 +1,1 @@
+"""Manufacturers: the catalog file, the OAuth client side, device adapters. No storage."""

@@ -1,0 +1,1 @@
+"""gRPC adapters: thin servicers and the interceptors for keys, errors and access logs."""

@@ -1,0 +1,464 @@
+"""The storage interface: rows in, domain records out. One implementation serves SQLite and
+PostgreSQL through SQLAlchemy Core.
+
+Callers open a unit of work with ``async with store.write() as tx`` (or ``read()``);
+everything done through ``tx`` commits together or not at all. Every query that takes an
+id also takes the organization id, so one organization can never read another's rows:
+a foreign id simply is not found.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from texture_connect.domain.addresses import Address, normalized_address_key
+from texture_connect.domain.connect_request import Contact
+from texture_connect.domain.keys import KeyKind
+from texture_connect.domain.records import (
+    ConnectSession,
+    Customer,
+    Organization,
+    Principal,
+    SessionStatus,
+    Site,
+)
+from texture_connect.storage import schema
+from texture_connect.storage.database import Database
+
+
+def to_db_time(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def from_db_time(moment: datetime | None) -> datetime | None:
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _utc(moment: datetime) -> datetime:
+    result = from_db_time(moment)
+    assert result is not None
+    return result
+
+
+@dataclass(frozen=True)
+class StoredIdempotentResponse:
+    fingerprint: str
+    response_sealed: bytes
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class NewSession:
+    id: str
+    organization_id: str
+    link_token_hash: str
+    mode: str
+    customer_id: str
+    site_id: str | None
+    reference_id: str
+    tags: tuple[str, ...]
+    client_name: str
+    redirect_url: str
+    manufacturers: tuple[str, ...]
+    device_types: tuple[str, ...]
+    customer_info: dict[str, Any] | None
+    customer_form_bypassed: bool
+    created_at: datetime
+    expires_at: datetime
+
+
+class IdempotencyConflict(Exception):
+    """Another transaction stored a response under the same request id first."""
+
+
+class Transaction:
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._c = connection
+
+    # Organizations and keys --------------------------------------------------------------
+
+    async def insert_organization(self, org: Organization, now: datetime) -> None:
+        await self._c.execute(
+            schema.organizations.insert().values(
+                id=org.id,
+                name=org.name,
+                headless_enabled=org.headless_enabled,
+                created_at=to_db_time(now),
+            )
+        )
+
+    async def get_organization(self, org_id: str) -> Organization | None:
+        row = (
+            await self._c.execute(
+                sa.select(schema.organizations).where(schema.organizations.c.id == org_id)
+            )
+        ).first()
+        return Organization(row.id, row.name, row.headless_enabled) if row else None
+
+    async def find_organization_by_name(self, name: str) -> Organization | None:
+        row = (
+            await self._c.execute(
+                sa.select(schema.organizations)
+                .where(schema.organizations.c.name == name)
+                .order_by(schema.organizations.c.created_at)
+                .limit(1)
+            )
+        ).first()
+        return Organization(row.id, row.name, row.headless_enabled) if row else None
+
+    async def set_headless(self, org_id: str, enabled: bool) -> bool:
+        result = await self._c.execute(
+            schema.organizations.update()
+            .where(schema.organizations.c.id == org_id)
+            .values(headless_enabled=enabled)
+        )
+        return result.rowcount == 1
+
+    async def insert_api_key(
+        self, *, key_id: str, org_id: str, kind: KeyKind, key_hash: str, hint: str, now: datetime
+    ) -> None:
+        await self._c.execute(
+            schema.api_keys.insert().values(
+                id=key_id,
+                organization_id=org_id,
+                kind=kind.value,
+                key_hash=key_hash,
+                hint=hint,
+                created_at=to_db_time(now),
+            )
+        )
+
+    async def principal_for_key_hash(self, key_hash: str) -> Principal | None:
+        """The organization behind an active (unrevoked) key, by the key's hash."""
+        k, o = schema.api_keys, schema.organizations
+        row = (
+            await self._c.execute(
+                sa.select(k.c.id, k.c.kind, o.c.id.label("org_id"), o.c.name, o.c.headless_enabled)
+                .join(o, o.c.id == k.c.organization_id)
+                .where(k.c.key_hash == key_hash, k.c.revoked_at.is_(None))
+            )
+        ).first()
+        if row is None:
+            return None
+        return Principal(
+            KeyKind(row.kind), row.id, Organization(row.org_id, row.name, row.headless_enabled)
+        )
+
+    async def revoke_api_key(self, *, key_id: str, now: datetime) -> bool:
+        """Revokes an active key by id; False when there is no such active key."""
+        result = await self._c.execute(
+            schema.api_keys.update()
+            .where(schema.api_keys.c.id == key_id, schema.api_keys.c.revoked_at.is_(None))
+            .values(revoked_at=to_db_time(now))
+        )
+        return result.rowcount == 1
+
+    async def key_id_for_hash(self, key_hash: str) -> str | None:
+        return (
+            await self._c.execute(
+                sa.select(schema.api_keys.c.id).where(schema.api_keys.c.key_hash == key_hash)
+            )
+        ).scalar()
+
+    async def list_api_keys(self, org_id: str) -> list[dict[str, Any]]:
+        k = schema.api_keys
+        rows = await self._c.execute(
+            sa.select(k.c.id, k.c.kind, k.c.hint, k.c.created_at, k.c.revoked_at)
+            .where(k.c.organization_id == org_id)
+            .order_by(k.c.created_at, k.c.id)
+        )
+        return [dict(row._mapping) for row in rows]
+
+    # Customers ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _customer(row: Any) -> Customer:
+        return Customer(
+            id=row.id,
+            organization_id=row.organization_id,
+            reference_id=row.reference_id,
+            first_name=row.first_name,
+            last_name=row.last_name,
+            email=row.email,
+            phone=row.phone,
+        )
+
+    async def _one_customer(self, *conditions: Any) -> Customer | None:
+        row = (
+            await self._c.execute(
+                sa.select(schema.customers)
+                .where(*conditions)
+                .order_by(schema.customers.c.created_at, schema.customers.c.id)
+                .limit(1)
+            )
+        ).first()
+        return self._customer(row) if row else None
+
+    async def get_customer(self, org_id: str, customer_id: str) -> Customer | None:
+        c = schema.customers.c
+        return await self._one_customer(c.organization_id == org_id, c.id == customer_id)
+
+    async def find_customer_by_email(self, org_id: str, email: str) -> Customer | None:
+        c = schema.customers.c
+        return await self._one_customer(
+            c.organization_id == org_id, c.email_key == email.strip().lower()
+        )
+
+    async def find_customer_by_reference(self, org_id: str, reference_id: str) -> Customer | None:
+        c = schema.customers.c
+        return await self._one_customer(c.organization_id == org_id, c.reference_id == reference_id)
+
+    async def insert_customer(self, customer: Customer, now: datetime) -> None:
+        await self._c.execute(
+            schema.customers.insert().values(
+                id=customer.id,
+                organization_id=customer.organization_id,
+                reference_id=customer.reference_id,
+                first_name=customer.first_name,
+                last_name=customer.last_name,
+                email=customer.email,
+                email_key=customer.email.lower(),
+                phone=customer.phone,
+                created_at=to_db_time(now),
+                updated_at=to_db_time(now),
+            )
+        )
+
+    async def update_customer_contact(self, customer: Customer, now: datetime) -> None:
+        c = schema.customers.c
+        contact = Contact(customer.first_name, customer.last_name, customer.email, customer.phone)
+        await self._c.execute(
+            schema.customers.update()
+            .where(c.organization_id == customer.organization_id, c.id == customer.id)
+            .values(
+                first_name=contact.first_name,
+                last_name=contact.last_name,
+                email=contact.email,
+                email_key=contact.email.lower(),
+                phone=contact.phone,
+                updated_at=to_db_time(now),
+            )
+        )
+
+    # Sites -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _site(row: Any) -> Site:
+        return Site(
+            id=row.id,
+            organization_id=row.organization_id,
+            customer_id=row.customer_id,
+            address=Address(
+                street_one=row.street_one,
+                street_two=row.street_two,
+                city=row.city,
+                state=row.state,
+                postal_code=row.postal_code,
+                country=row.country,
+            ),
+            address_key=row.address_key,
+        )
+
+    async def get_site(self, org_id: str, site_id: str) -> Site | None:
+        s = schema.sites.c
+        row = (
+            await self._c.execute(
+                sa.select(schema.sites).where(s.organization_id == org_id, s.id == site_id)
+            )
+        ).first()
+        return self._site(row) if row else None
+
+    async def list_customer_sites(self, org_id: str, customer_id: str) -> list[Site]:
+        s = schema.sites.c
+        rows = await self._c.execute(
+            sa.select(schema.sites)
+            .where(s.organization_id == org_id, s.customer_id == customer_id)
+            .order_by(s.created_at, s.id)
+        )
+        return [self._site(row) for row in rows]
+
+    async def insert_site(
+        self, *, site_id: str, org_id: str, customer_id: str, address: Address, now: datetime
+    ) -> Site:
+        key = normalized_address_key(address)
+        await self._c.execute(
+            schema.sites.insert().values(
+                id=site_id,
+                organization_id=org_id,
+                customer_id=customer_id,
+                street_one=address.street_one,
+                street_two=address.street_two,
+                city=address.city,
+                state=address.state,
+                postal_code=address.postal_code,
+                country=address.country,
+                address_key=key,
+                created_at=to_db_time(now),
+            )
+        )
+        return Site(site_id, org_id, customer_id, address, key)
+
+    # Connect sessions --------------------------------------------------------------------
+
+    async def insert_session(self, session: NewSession) -> None:
+        await self._c.execute(
+            schema.connect_sessions.insert().values(
+                id=session.id,
+                organization_id=session.organization_id,
+                link_token_hash=session.link_token_hash,
+                mode=session.mode,
+                status=SessionStatus.PENDING.value,
+                customer_id=session.customer_id,
+                site_id=session.site_id,
+                reference_id=session.reference_id,
+                tags=list(session.tags),
+                client_name=session.client_name,
+                redirect_url=session.redirect_url,
+                manufacturers=list(session.manufacturers),
+                device_types=list(session.device_types),
+                customer_info=session.customer_info,
+                customer_form_bypassed=session.customer_form_bypassed,
+                created_at=to_db_time(session.created_at),
+                expires_at=to_db_time(session.expires_at),
+                error="",
+            )
+        )
+
+    async def get_session(self, org_id: str, session_id: str) -> ConnectSession | None:
+        s = schema.connect_sessions.c
+        row = (
+            await self._c.execute(
+                sa.select(schema.connect_sessions).where(
+                    s.organization_id == org_id, s.id == session_id
+                )
+            )
+        ).first()
+        if row is None:
+            return None
+        return ConnectSession(
+            id=row.id,
+            organization_id=row.organization_id,
+            mode=row.mode,
+            status=SessionStatus(row.status),
+            customer_id=row.customer_id,
+            site_id=row.site_id or "",
+            reference_id=row.reference_id,
+            tags=tuple(row.tags),
+            client_name=row.client_name,
+            redirect_url=row.redirect_url,
+            manufacturers=tuple(row.manufacturers),
+            device_types=tuple(row.device_types),
+            customer_form_bypassed=row.customer_form_bypassed,
+            created_at=_utc(row.created_at),
+            expires_at=_utc(row.expires_at),
+            ended_at=from_db_time(row.ended_at),
+            error=row.error,
+        )
+
+    async def insert_authorization_attempt(
+        self,
+        *,
+        attempt_id: str,
+        session_id: str,
+        manufacturer: str,
+        state_hash: str,
+        code_verifier_sealed: bytes,
+        now: datetime,
+    ) -> None:
+        await self._c.execute(
+            schema.authorization_attempts.insert().values(
+                id=attempt_id,
+                session_id=session_id,
+                manufacturer=manufacturer,
+                state_hash=state_hash,
+                code_verifier_sealed=code_verifier_sealed,
+                created_at=to_db_time(now),
+            )
+        )
+
+    # Idempotency -------------------------------------------------------------------------
+
+    async def get_idempotent_response(
+        self, *, org_id: str, method: str, request_id: str, since: datetime
+    ) -> StoredIdempotentResponse | None:
+        i = schema.idempotency_keys.c
+        row = (
+            await self._c.execute(
+                sa.select(i.fingerprint, i.response_sealed, i.created_at).where(
+                    i.organization_id == org_id,
+                    i.method == method,
+                    i.request_id == request_id,
+                    i.created_at >= to_db_time(since),
+                )
+            )
+        ).first()
+        if row is None:
+            return None
+        return StoredIdempotentResponse(row.fingerprint, row.response_sealed, _utc(row.created_at))
+
+    async def put_idempotent_response(
+        self,
+        *,
+        org_id: str,
+        method: str,
+        request_id: str,
+        fingerprint: str,
+        response_sealed: bytes,
+        now: datetime,
+        expired_before: datetime,
+    ) -> None:
+        """Stores the first response. A stale row (older than ``expired_before``) under the
+        same id is replaced; a live one raises ``IdempotencyConflict``."""
+        i = schema.idempotency_keys.c
+        await self._c.execute(
+            schema.idempotency_keys.delete().where(
+                i.organization_id == org_id,
+                i.method == method,
+                i.request_id == request_id,
+                i.created_at < to_db_time(expired_before),
+            )
+        )
+        try:
+            await self._c.execute(
+                schema.idempotency_keys.insert().values(
+                    organization_id=org_id,
+                    method=method,
+                    request_id=request_id,
+                    fingerprint=fingerprint,
+                    response_sealed=response_sealed,
+                    created_at=to_db_time(now),
+                )
+            )
+        except IntegrityError as exc:
+            # The transaction is now unusable on PostgreSQL; the caller rolls it back.
+            raise IdempotencyConflict() from exc
+
+
+class Store:
+    """Opens units of work on a ``Database``."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    @contextlib.asynccontextmanager
+    async def write(self) -> AsyncIterator[Transaction]:
+        async with self.database.connect(write=True) as connection:
+            yield Transaction(connection)
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[Transaction]:
+        async with self.database.connect(write=False) as connection:
+            yield Transaction(connection)
+
+    async def close(self) -> None:
+        await self.database.close()
