@@ -3,23 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
-from collections.abc import Callable
+import socket
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import uvicorn
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from starlette.applications import Starlette
 
-from texture.connect.v1 import connection_pb2, connection_pb2_grpc
+from texture.connect.v1 import callback_pb2_grpc, connection_pb2, connection_pb2_grpc
 from texture_connect.config import Settings
 from texture_connect.crypto import Sealer, development_key
 from texture_connect.domain.catalog import Catalog
 from texture_connect.domain.keys import KeyKind, hash_key, new_key
+from texture_connect.http.app import create_http_app
+from texture_connect.http.sandbox import create_sandbox_app
 from texture_connect.manufacturers.catalog_file import load_catalog
+from texture_connect.manufacturers.devices import adapter_for
+from texture_connect.services.callback_service import CallbackService, CallbackSettings
 from texture_connect.services.connection_service import ConnectionService, ConnectionSettings
 from texture_connect.services.interceptors import (
     AccessLogInterceptor,
@@ -115,6 +123,20 @@ async def create_grpc_server(
         ),
         server,
     )
+    callback_pb2_grpc.add_CallbackServiceServicer_to_server(
+        CallbackService(
+            store=store,
+            catalog=catalog,
+            sealer=sealer,
+            settings=CallbackSettings(
+                callback_url=settings.callback_url,
+                secrets_env=settings.manufacturer_secrets(),
+            ),
+            adapter_for=lambda m: adapter_for(m, sandbox_url=settings.sandbox_url),
+            clock=clock,
+        ),
+        server,
+    )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in (*SERVICE_NAMES, ""):
@@ -129,8 +151,58 @@ async def create_grpc_server(
     return GrpcApp(server, port, health_servicer)
 
 
-async def serve(settings: Settings, *, sandbox: bool = False) -> None:
-    """Runs until SIGTERM or SIGINT, then drains: health NOT_SERVING, then a graceful stop."""
+class _EmbeddedUvicorn(uvicorn.Server):
+    """uvicorn inside our event loop: signals are ours, so both servers stop in order."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.ready = asyncio.Event()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        self.ready.set()
+
+
+def build_http_app(settings: Settings, grpc_target: str, internal_key_value: str) -> Starlette:
+    sandbox = None
+    if settings.sandbox_enabled:
+        sandbox = create_sandbox_app(
+            base_url=settings.sandbox_url,
+            clients={"texture-dev": settings.sandbox_client_secret},
+        )
+    return create_http_app(
+        grpc_target=grpc_target, internal_key=internal_key_value, sandbox=sandbox
+    )
+
+
+def http_server(settings: Settings, app: Starlette) -> _EmbeddedUvicorn:
+    host, _, port = settings.http_addr.rpartition(":")
+    config = uvicorn.Config(
+        app,
+        host=host.strip("[]") or "127.0.0.1",
+        port=int(port),
+        log_level="warning",
+        access_log=False,  # query strings carry codes and states
+        lifespan="on",
+    )
+    return _EmbeddedUvicorn(config)
+
+
+async def _wait_for_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+
+
+async def serve(settings: Settings) -> None:
+    """Runs gRPC and the HTTP side until SIGTERM or SIGINT, then drains: health
+    NOT_SERVING, HTTP stops accepting, then gRPC stops gracefully."""
     store = open_store(settings.database_url)
     try:
         if not await store.database.is_migrated():
@@ -138,22 +210,45 @@ async def serve(settings: Settings, *, sandbox: bool = False) -> None:
                 "the database is not migrated to the current schema: "
                 "run `texture-connect migrate` first"
             )
+        credential = internal_key(settings)
         grpc_app = await create_grpc_server(
             store=store,
             catalog=catalog_for(settings),
             sealer=sealer_for(settings),
             settings=settings,
             address=settings.grpc_addr,
-            internal_key_value=internal_key(settings),
+            internal_key_value=credential,
         )
-        log.info("gRPC listening on %s", settings.grpc_addr)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        print(f"texture-connect: gRPC on {settings.grpc_addr}", flush=True)
-        await stop.wait()
+        http = http_server(settings, build_http_app(settings, settings.grpc_addr, credential))
+        http_task = asyncio.create_task(http.serve())
+        ready_task = asyncio.create_task(http.ready.wait())
+        await asyncio.wait({http_task, ready_task}, return_when=asyncio.FIRST_COMPLETED)
+        if not http.started:
+            ready_task.cancel()
+            await grpc_app.stop(grace=0)
+            raise OSError(f"cannot serve HTTP on {settings.http_addr}")
+        sandbox_note = f"; sandbox manufacturer at {settings.sandbox_url}"
+        print(
+            f"texture-connect: gRPC on {settings.grpc_addr}, HTTP on {settings.http_addr}"
+            f"{sandbox_note if settings.sandbox_enabled else ''}",
+            flush=True,
+        )
+        signal_task = asyncio.create_task(_wait_for_signal())
+        await signal_task
         log.info("shutting down")
+        await grpc_app.health.enter_graceful_shutdown()
+        http.should_exit = True
+        await http_task
         await grpc_app.stop()
     finally:
         await store.close()
+
+
+async def serve_http(settings: Settings, grpc_target: str) -> None:
+    """The HTTP side alone, pointed at a gRPC server elsewhere."""
+    http = http_server(settings, build_http_app(settings, grpc_target, internal_key(settings)))
+    http_task = asyncio.create_task(http.serve())
+    signal_task = asyncio.create_task(_wait_for_signal())
+    await asyncio.wait({http_task, signal_task}, return_when=asyncio.FIRST_COMPLETED)
+    http.should_exit = True
+    await http_task

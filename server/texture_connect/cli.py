@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -164,14 +165,14 @@ async def _dev_bootstrap(settings: Settings, _args: argparse.Namespace) -> None:
 
 async def _serve(settings: Settings, args: argparse.Namespace) -> None:
     if args.sandbox:
-        settings = Settings.from_env({**_env(), "TEXTURE_SANDBOX": "1"})
+        settings = Settings.from_env({**os.environ, "TEXTURE_SANDBOX": "1"})
     await app.serve(settings)
 
 
-def _env() -> dict[str, str]:
-    import os
-
-    return dict(os.environ)
+async def _http(settings: Settings, args: argparse.Namespace) -> None:
+    if args.sandbox:
+        settings = Settings.from_env({**os.environ, "TEXTURE_SANDBOX": "1"})
+    await app.serve_http(settings, args.grpc or settings.grpc_addr)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -183,6 +184,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--sandbox", action="store_true", help="serve the sandbox manufacturer (development)"
     )
     serve.set_defaults(handler=_serve)
+
+    http = commands.add_parser(
+        "http", help="run only the HTTP side (callback shim), pointed at a gRPC server"
+    )
+    http.add_argument("--grpc", help="the gRPC server's address (default TEXTURE_GRPC_ADDR)")
+    http.add_argument("--sandbox", action="store_true", help="serve the sandbox manufacturer")
+    http.set_defaults(handler=_http)
 
     commands.add_parser("migrate", help="apply database migrations").set_defaults(handler=_migrate)
     commands.add_parser(
@@ -238,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         logging.getLogger("alembic").setLevel(logging.WARNING)
         asyncio.run(args.handler(settings, args))
-    except (CommandError, ConfigError, DatabaseURLError, app.NotMigratedError) as exc:
+    except (CommandError, ConfigError, DatabaseURLError, app.NotMigratedError, OSError) as exc:
         print(f"texture-connect: {exc}", file=sys.stderr)
         return 2
     except ServiceError as exc:

@@ -28,9 +28,13 @@ class Settings:
     encryption_key: str
     sandbox_enabled: bool
     sandbox_url: str
+    # The sandbox manufacturer's OAuth client secret (both sides of the sandbox use it).
+    sandbox_client_secret: str
     # Empty: use (or create) the development credential in the data directory.
     internal_key: str
     log_level: str
+    # Where manufacturers' client secrets are read, by the names the catalog gives.
+    secrets_env: Mapping[str, str]
 
     def __repr__(self) -> str:  # keys stay out of reprs and logs
         return (
@@ -69,6 +73,14 @@ class Settings:
             encryption_key=env.get("TEXTURE_ENCRYPTION_KEY", ""),
             sandbox_enabled=env.get("TEXTURE_SANDBOX", "").lower() in ("1", "true", "yes"),
             sandbox_url=env.get("TEXTURE_SANDBOX_URL", f"{public_url}/sandbox").rstrip("/"),
+            sandbox_client_secret=env.get(
+                "TEXTURE_SANDBOX_CLIENT_SECRET", "sandbox-development-secret"
+            ),
             internal_key=env.get("TEXTURE_INTERNAL_KEY", ""),
             log_level=env.get("TEXTURE_LOG_LEVEL", "INFO"),
+            secrets_env=dict(env),
         )
+
+    def manufacturer_secrets(self) -> dict[str, str]:
+        """The environment plus the sandbox's development secret, unless one is set."""
+        return {"TEXTURE_SANDBOX_CLIENT_SECRET": self.sandbox_client_secret, **self.secrets_env}

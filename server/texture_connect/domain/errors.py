@@ -74,6 +74,21 @@ REASONS = _registry(
         Code.FAILED_PRECONDITION,
         "The customer has no site yet; pass full customerInfo with a location instead.",
     ),
+    Reason(
+        "OAUTH_STATE_INVALID",
+        Code.INVALID_ARGUMENT,
+        "The authorization response has a missing, malformed or unknown state.",
+    ),
+    Reason(
+        "CONNECT_SESSION_NOT_PENDING",
+        Code.FAILED_PRECONDITION,
+        "The connect session has completed, failed or expired.",
+    ),
+    Reason(
+        "MANUFACTURER_NOT_OFFERED",
+        Code.INVALID_ARGUMENT,
+        "The manufacturer is not offered by this connect session or does not use OAuth.",
+    ),
     Reason("INTERNAL", Code.INTERNAL, "An internal error occurred."),
     Reason("UNAVAILABLE", Code.UNAVAILABLE, "The service is temporarily unavailable."),
 )

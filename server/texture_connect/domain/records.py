@@ -79,3 +79,24 @@ class ConnectSession:
         if self.status is SessionStatus.PENDING and now >= self.expires_at:
             return SessionStatus.EXPIRED
         return self.status
+
+
+@dataclass(frozen=True)
+class AuthorizationAttempt:
+    id: str
+    session_id: str
+    manufacturer: str
+    state_hash: str
+    code_verifier_sealed: bytes
+    used_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ConnectedDevice:
+    """A device as the manufacturer reported it, to be stored for a customer."""
+
+    external_id: str
+    type: str
+    model: str
+    serial_number: str
+    name: str

@@ -14,7 +14,7 @@ from grpc import aio
 from texture.connect.v1 import connection_pb2, connection_pb2_grpc
 from texture_connect.crypto import Sealer
 from texture_connect.domain import ids
-from texture_connect.domain.catalog import Catalog
+from texture_connect.domain.catalog import AuthKind, Catalog, Manufacturer
 from texture_connect.domain.connect_request import (
     ConnectionRequest,
     CreateConnectionInput,
@@ -316,14 +316,14 @@ class ConnectionService(connection_pb2_grpc.ConnectionServiceServicer):
         )
         if valid.mode is Mode.HEADLESS:
             response.authorization.CopyFrom(
-                await self._start_authorization(tx, session_id, valid, now)
+                await self._start_authorization(tx, session_id, valid.headless_manufacturer, now)
             )
         return response
 
     async def _start_authorization(
-        self, tx: Transaction, session_id: str, valid: ConnectionRequest, now: datetime
+        self, tx: Transaction, session_id: str, manufacturer: Manufacturer, now: datetime
     ) -> connection_pb2.Authorization:
-        manufacturer = valid.headless_manufacturer
+        """A new authorization attempt: its own state and PKCE verifier (sealed)."""
         attempt_id = ids.new_id()
         state = issue_state(attempt_id)
         verifier = new_code_verifier()
@@ -344,6 +344,32 @@ class ConnectionService(connection_pb2_grpc.ConnectionServiceServicer):
                 redirect_uri=self._settings.callback_url,
             ),
         )
+
+    async def StartAuthorization(
+        self, request: connection_pb2.StartAuthorizationRequest, context: aio.ServicerContext
+    ) -> connection_pb2.StartAuthorizationResponse:
+        organization = current_organization()
+        if not request.link_session_id:
+            raise invalid([FieldViolation("linkSessionId", "is required")])
+        async with self._store.write() as tx:
+            now = self._clock()
+            session = await tx.get_session(organization.id, request.link_session_id)
+            if session is None:
+                raise fail("CONNECT_SESSION_NOT_FOUND", field="linkSessionId")
+            if session.status_at(now) is not SessionStatus.PENDING:
+                raise fail("CONNECT_SESSION_NOT_PENDING", status=session.status_at(now).value)
+            offered = self._catalog.available(session.manufacturers, session.device_types)
+            slug = request.manufacturer or (offered[0].slug if len(offered) == 1 else "")
+            manufacturer = next((m for m in offered if m.slug == slug), None)
+            if manufacturer is None or manufacturer.auth_kind is not AuthKind.OAUTH2:
+                error = fail("MANUFACTURER_NOT_OFFERED")
+                raise ServiceError(
+                    error.reason,
+                    error.message,
+                    (FieldViolation("manufacturer", error.message),),
+                )
+            authorization = await self._start_authorization(tx, session.id, manufacturer, now)
+        return connection_pb2.StartAuthorizationResponse(authorization=authorization)
 
     async def GetConnection(
         self, request: connection_pb2.GetConnectionRequest, context: aio.ServicerContext

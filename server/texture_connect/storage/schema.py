@@ -39,6 +39,9 @@ api_keys = sa.Table(
     sa.Column("hint", sa.String(32), nullable=False),
     sa.Column("created_at", sa.DateTime, nullable=False),
     sa.Column("revoked_at", sa.DateTime, nullable=True),
+    # Scoped keys only: the customer and manufacturer connection they open.
+    sa.Column("customer_id", ID, sa.ForeignKey("customers.id"), nullable=True),
+    sa.Column("connection_id", ID, nullable=True),
 )
 
 customers = sa.Table(
@@ -100,6 +103,10 @@ connect_sessions = sa.Table(
     sa.Column("expires_at", sa.DateTime, nullable=False),
     sa.Column("ended_at", sa.DateTime, nullable=True),
     sa.Column("error", sa.String(64), nullable=False, default=""),
+    # Set while one callback is exchanging the code: the atomic claim that lets exactly
+    # one callback per session reach the manufacturer's token endpoint.
+    sa.Column("callback_claimed_at", sa.DateTime, nullable=True),
+    sa.Column("connection_id", ID, nullable=True),
 )
 
 # One row per authorization attempt: each gets its own state and PKCE verifier, so a
@@ -129,4 +136,49 @@ idempotency_keys = sa.Table(
     # AES-GCM sealed: the response holds the link token and the authorization URL.
     sa.Column("response_sealed", sa.LargeBinary, nullable=False),
     sa.Column("created_at", sa.DateTime, nullable=False),
+)
+
+# One per customer and manufacturer: the stored grant. Tokens are AES-GCM sealed with the
+# row id (and which token it is) as associated data.
+manufacturer_connections = sa.Table(
+    "manufacturer_connections",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("organization_id", ID, sa.ForeignKey("organizations.id"), nullable=False),
+    sa.Column("customer_id", ID, sa.ForeignKey("customers.id"), nullable=False),
+    sa.Column("manufacturer", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("access_token_sealed", sa.LargeBinary, nullable=True),
+    sa.Column("refresh_token_sealed", sa.LargeBinary, nullable=True),
+    sa.Column("token_expires_at", sa.DateTime, nullable=True),
+    sa.Column("scope", sa.String(1000), nullable=False, default=""),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+    sa.UniqueConstraint(
+        "organization_id", "customer_id", "manufacturer", name="uq_connections_customer_mfr"
+    ),
+)
+
+devices = sa.Table(
+    "devices",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("organization_id", ID, sa.ForeignKey("organizations.id"), nullable=False),
+    sa.Column("customer_id", ID, sa.ForeignKey("customers.id"), nullable=False),
+    sa.Column("site_id", ID, sa.ForeignKey("sites.id"), nullable=True),
+    sa.Column("connection_id", ID, sa.ForeignKey("manufacturer_connections.id"), nullable=False),
+    sa.Column("manufacturer", sa.String(64), nullable=False),
+    # The manufacturer's own id for the device.
+    sa.Column("external_id", sa.String(200), nullable=False),
+    sa.Column("type", sa.String(32), nullable=False),
+    sa.Column("model", sa.String(200), nullable=False, default=""),
+    sa.Column("serial_number", sa.String(200), nullable=False, default=""),
+    sa.Column("name", sa.String(200), nullable=False, default=""),
+    sa.Column("reference_id", sa.String(255), nullable=False),
+    sa.Column("tags", sa.JSON, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+    sa.UniqueConstraint("connection_id", "external_id", name="uq_devices_connection_external"),
+    sa.Index("ix_devices_org_customer", "organization_id", "customer_id"),
 )

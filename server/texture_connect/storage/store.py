@@ -23,6 +23,8 @@ from texture_connect.domain.addresses import Address, normalized_address_key
 from texture_connect.domain.connect_request import Contact
 from texture_connect.domain.keys import KeyKind
 from texture_connect.domain.records import (
+    AuthorizationAttempt,
+    ConnectedDevice,
     ConnectSession,
     Customer,
     Organization,
@@ -334,15 +336,14 @@ class Transaction:
             )
         )
 
-    async def get_session(self, org_id: str, session_id: str) -> ConnectSession | None:
+    async def get_session(self, org_id: str | None, session_id: str) -> ConnectSession | None:
+        """A session of ``org_id``; ``None`` only for Texture's internal callers, which
+        find the session from an authorization attempt."""
         s = schema.connect_sessions.c
-        row = (
-            await self._c.execute(
-                sa.select(schema.connect_sessions).where(
-                    s.organization_id == org_id, s.id == session_id
-                )
-            )
-        ).first()
+        conditions = [s.id == session_id]
+        if org_id is not None:
+            conditions.append(s.organization_id == org_id)
+        row = (await self._c.execute(sa.select(schema.connect_sessions).where(*conditions))).first()
         if row is None:
             return None
         return ConnectSession(
@@ -382,6 +383,231 @@ class Transaction:
                 manufacturer=manufacturer,
                 state_hash=state_hash,
                 code_verifier_sealed=code_verifier_sealed,
+                created_at=to_db_time(now),
+            )
+        )
+
+    async def get_authorization_attempt(self, attempt_id: str) -> AuthorizationAttempt | None:
+        a = schema.authorization_attempts.c
+        row = (
+            await self._c.execute(
+                sa.select(schema.authorization_attempts).where(a.id == attempt_id)
+            )
+        ).first()
+        if row is None:
+            return None
+        return AuthorizationAttempt(
+            id=row.id,
+            session_id=row.session_id,
+            manufacturer=row.manufacturer,
+            state_hash=row.state_hash,
+            code_verifier_sealed=row.code_verifier_sealed,
+            used_at=from_db_time(row.used_at),
+        )
+
+    async def use_authorization_attempt(self, attempt_id: str, now: datetime) -> bool:
+        """Marks a state as used; False when it already was. A used state stays refused."""
+        a = schema.authorization_attempts.c
+        result = await self._c.execute(
+            schema.authorization_attempts.update()
+            .where(a.id == attempt_id, a.used_at.is_(None))
+            .values(used_at=to_db_time(now))
+        )
+        return result.rowcount == 1
+
+    async def claim_session_callback(
+        self, session_id: str, now: datetime, stale_before: datetime
+    ) -> bool:
+        """The atomic claim: True for exactly one caller while the session is pending,
+        unexpired and not claimed (a claim older than ``stale_before`` is abandoned)."""
+        s = schema.connect_sessions.c
+        result = await self._c.execute(
+            schema.connect_sessions.update()
+            .where(
+                s.id == session_id,
+                s.status == SessionStatus.PENDING.value,
+                s.expires_at > to_db_time(now),
+                sa.or_(
+                    s.callback_claimed_at.is_(None),
+                    s.callback_claimed_at < to_db_time(stale_before),
+                ),
+            )
+            .values(callback_claimed_at=to_db_time(now))
+        )
+        return result.rowcount == 1
+
+    async def release_session_callback(self, session_id: str) -> None:
+        """After a retryable failure: the session stays open for a new attempt."""
+        await self._c.execute(
+            schema.connect_sessions.update()
+            .where(schema.connect_sessions.c.id == session_id)
+            .values(callback_claimed_at=None)
+        )
+
+    async def end_session(
+        self,
+        session_id: str,
+        *,
+        status: SessionStatus,
+        now: datetime,
+        error: str = "",
+        connection_id: str | None = None,
+    ) -> None:
+        await self._c.execute(
+            schema.connect_sessions.update()
+            .where(schema.connect_sessions.c.id == session_id)
+            .values(
+                status=status.value,
+                ended_at=to_db_time(now),
+                error=error,
+                connection_id=connection_id,
+                callback_claimed_at=None,
+            )
+        )
+
+    async def find_connection_id(
+        self, org_id: str, customer_id: str, manufacturer: str
+    ) -> str | None:
+        m = schema.manufacturer_connections.c
+        return (
+            await self._c.execute(
+                sa.select(m.id).where(
+                    m.organization_id == org_id,
+                    m.customer_id == customer_id,
+                    m.manufacturer == manufacturer,
+                )
+            )
+        ).scalar()
+
+    async def save_connection(
+        self,
+        *,
+        connection_id: str,
+        exists: bool,
+        org_id: str,
+        customer_id: str,
+        manufacturer: str,
+        access_token_sealed: bytes,
+        refresh_token_sealed: bytes | None,
+        token_expires_at: datetime | None,
+        scope: str,
+        now: datetime,
+    ) -> None:
+        values = {
+            "status": "active",
+            "access_token_sealed": access_token_sealed,
+            "refresh_token_sealed": refresh_token_sealed,
+            "token_expires_at": to_db_time(token_expires_at) if token_expires_at else None,
+            "scope": scope,
+            "updated_at": to_db_time(now),
+        }
+        if exists:
+            await self._c.execute(
+                schema.manufacturer_connections.update()
+                .where(schema.manufacturer_connections.c.id == connection_id)
+                .values(**values)
+            )
+            return
+        await self._c.execute(
+            schema.manufacturer_connections.insert().values(
+                id=connection_id,
+                organization_id=org_id,
+                customer_id=customer_id,
+                manufacturer=manufacturer,
+                created_at=to_db_time(now),
+                **values,
+            )
+        )
+
+    async def count_connected_devices(self, org_id: str, customer_id: str) -> int:
+        d = schema.devices.c
+        result = await self._c.execute(
+            sa.select(sa.func.count())
+            .select_from(schema.devices)
+            .where(
+                d.organization_id == org_id, d.customer_id == customer_id, d.status == "connected"
+            )
+        )
+        return int(result.scalar_one())
+
+    async def save_devices(
+        self,
+        *,
+        org_id: str,
+        customer_id: str,
+        site_id: str | None,
+        connection_id: str,
+        manufacturer: str,
+        reference_id: str,
+        tags: tuple[str, ...],
+        devices: list[ConnectedDevice],
+        new_ids: list[str],
+        now: datetime,
+    ) -> list[str]:
+        """Inserts new devices and refreshes known ones (matched by the manufacturer's id
+        within the connection), so reconnecting never duplicates. Returns the device ids."""
+        d = schema.devices.c
+        existing = {
+            row.external_id: row.id
+            for row in await self._c.execute(
+                sa.select(d.id, d.external_id).where(d.connection_id == connection_id)
+            )
+        }
+        ids = []
+        for device, new_id in zip(devices, new_ids, strict=True):
+            values = {
+                "customer_id": customer_id,
+                "site_id": site_id,
+                "type": device.type,
+                "model": device.model,
+                "serial_number": device.serial_number,
+                "name": device.name,
+                "reference_id": reference_id,
+                "tags": list(tags),
+                "status": "connected",
+                "updated_at": to_db_time(now),
+            }
+            if device.external_id in existing:
+                device_id = existing[device.external_id]
+                await self._c.execute(
+                    schema.devices.update().where(d.id == device_id).values(**values)
+                )
+            else:
+                device_id = new_id
+                await self._c.execute(
+                    schema.devices.insert().values(
+                        id=device_id,
+                        organization_id=org_id,
+                        connection_id=connection_id,
+                        manufacturer=manufacturer,
+                        external_id=device.external_id,
+                        created_at=to_db_time(now),
+                        **values,
+                    )
+                )
+            ids.append(device_id)
+        return ids
+
+    async def insert_scoped_key(
+        self,
+        *,
+        key_id: str,
+        org_id: str,
+        key_hash: str,
+        hint: str,
+        customer_id: str,
+        connection_id: str,
+        now: datetime,
+    ) -> None:
+        await self._c.execute(
+            schema.api_keys.insert().values(
+                id=key_id,
+                organization_id=org_id,
+                kind=KeyKind.SCOPED.value,
+                key_hash=key_hash,
+                hint=hint,
+                customer_id=customer_id,
+                connection_id=connection_id,
                 created_at=to_db_time(now),
             )
         )

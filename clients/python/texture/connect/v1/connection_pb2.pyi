@@ -172,3 +172,17 @@ class ConnectSession(_message.Message):
     end_time: _timestamp_pb2.Timestamp
     error: str
     def __init__(self, link_session_id: _Optional[str] = ..., status: _Optional[_Union[ConnectSessionStatus, str]] = ..., mode: _Optional[_Union[ConnectMode, str]] = ..., customer_id: _Optional[str] = ..., site_id: _Optional[str] = ..., reference_id: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., client_name: _Optional[str] = ..., redirect_url: _Optional[str] = ..., manufacturer_filters: _Optional[_Union[ManufacturerFilters, _Mapping]] = ..., customer_form_bypassed: _Optional[bool] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[str] = ...) -> None: ...
+
+class StartAuthorizationRequest(_message.Message):
+    __slots__ = ("link_session_id", "manufacturer")
+    LINK_SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    MANUFACTURER_FIELD_NUMBER: _ClassVar[int]
+    link_session_id: str
+    manufacturer: str
+    def __init__(self, link_session_id: _Optional[str] = ..., manufacturer: _Optional[str] = ...) -> None: ...
+
+class StartAuthorizationResponse(_message.Message):
+    __slots__ = ("authorization",)
+    AUTHORIZATION_FIELD_NUMBER: _ClassVar[int]
+    authorization: Authorization
+    def __init__(self, authorization: _Optional[_Union[Authorization, _Mapping]] = ...) -> None: ...

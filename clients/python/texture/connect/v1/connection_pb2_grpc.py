@@ -52,6 +52,11 @@ class ConnectionServiceStub:
                 request_serializer=texture_dot_connect_dot_v1_dot_connection__pb2.GetConnectionRequest.SerializeToString,
                 response_deserializer=texture_dot_connect_dot_v1_dot_connection__pb2.GetConnectionResponse.FromString,
                 _registered_method=True)
+        self.StartAuthorization = channel.unary_unary(
+                '/texture.connect.v1.ConnectionService/StartAuthorization',
+                request_serializer=texture_dot_connect_dot_v1_dot_connection__pb2.StartAuthorizationRequest.SerializeToString,
+                response_deserializer=texture_dot_connect_dot_v1_dot_connection__pb2.StartAuthorizationResponse.FromString,
+                _registered_method=True)
 
 
 class ConnectionServiceServicer:
@@ -80,6 +85,15 @@ class ConnectionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StartAuthorization(self, request, context):
+        """Issues a fresh manufacturer authorization URL, with a new `state` and PKCE verifier,
+        for a pending session: a new attempt after a retryable error (connection_failed,
+        server_error, temporarily_unavailable). States of earlier attempts stay refused.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ConnectionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -92,6 +106,11 @@ def add_ConnectionServiceServicer_to_server(servicer, server):
                     servicer.GetConnection,
                     request_deserializer=texture_dot_connect_dot_v1_dot_connection__pb2.GetConnectionRequest.FromString,
                     response_serializer=texture_dot_connect_dot_v1_dot_connection__pb2.GetConnectionResponse.SerializeToString,
+            ),
+            'StartAuthorization': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartAuthorization,
+                    request_deserializer=texture_dot_connect_dot_v1_dot_connection__pb2.StartAuthorizationRequest.FromString,
+                    response_serializer=texture_dot_connect_dot_v1_dot_connection__pb2.StartAuthorizationResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -156,6 +175,33 @@ class ConnectionService:
             '/texture.connect.v1.ConnectionService/GetConnection',
             texture_dot_connect_dot_v1_dot_connection__pb2.GetConnectionRequest.SerializeToString,
             texture_dot_connect_dot_v1_dot_connection__pb2.GetConnectionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartAuthorization(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/texture.connect.v1.ConnectionService/StartAuthorization',
+            texture_dot_connect_dot_v1_dot_connection__pb2.StartAuthorizationRequest.SerializeToString,
+            texture_dot_connect_dot_v1_dot_connection__pb2.StartAuthorizationResponse.FromString,
             options,
             channel_credentials,
             insecure,
