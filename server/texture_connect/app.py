@@ -23,6 +23,7 @@ from texture_connect.config import Settings
 from texture_connect.crypto import Sealer, development_key
 from texture_connect.domain.catalog import Catalog
 from texture_connect.domain.keys import KeyKind, hash_key, new_key
+from texture_connect.domain.records import Principal
 from texture_connect.http.app import create_http_app
 from texture_connect.http.sandbox import create_sandbox_app
 from texture_connect.manufacturers.catalog_file import load_catalog
@@ -97,9 +98,8 @@ async def create_grpc_server(
     """Builds and starts the gRPC server; returns it with its bound port (port 0 picks a
     free one, as tests do)."""
 
-    async def lookup(key_hash: str):  # type: ignore[no-untyped-def]
-        async with store.read() as tx:
-            return await tx.principal_for_key_hash(key_hash)
+    async def lookup(key_hash: str) -> Principal | None:
+        return await store.read(lambda tx: tx.principal_for_key_hash(key_hash))
 
     server = aio.server(
         interceptors=[

@@ -22,7 +22,7 @@ from texture_connect.domain import ids
 from texture_connect.domain.errors import ServiceError
 from texture_connect.domain.keys import KeyKind, display_hint, hash_key, new_key
 from texture_connect.domain.records import Organization
-from texture_connect.storage import DatabaseURLError, Store, open_store
+from texture_connect.storage import DatabaseURLError, Store, Transaction, open_store
 
 DEV_ORG_NAME = "Development"
 
@@ -41,8 +41,7 @@ async def _with_store(settings: Settings, *, migrated: bool = True) -> Store:
 
 async def create_organization(store: Store, name: str, headless: bool) -> Organization:
     org = Organization(ids.new_id(), name, headless)
-    async with store.write() as tx:
-        await tx.insert_organization(org, datetime.now(UTC))
+    await store.write(lambda tx: tx.insert_organization(org, datetime.now(UTC)))
     return org
 
 
@@ -50,10 +49,11 @@ async def create_key(store: Store, org_id: str, kind: KeyKind) -> tuple[str, str
     """(key id, key). The key is returned once and stored only as its hash."""
     key = new_key(kind)
     key_id = "key_" + ids.new_id()
-    async with store.write() as tx:
-        if await tx.get_organization(org_id) is None:
+
+    def insert(tx: Transaction) -> None:
+        if tx.get_organization(org_id) is None:
             raise CommandError(f"no organization {org_id}")
-        await tx.insert_api_key(
+        tx.insert_api_key(
             key_id=key_id,
             org_id=org_id,
             kind=kind,
@@ -61,6 +61,8 @@ async def create_key(store: Store, org_id: str, kind: KeyKind) -> tuple[str, str
             hint=display_hint(key),
             now=datetime.now(UTC),
         )
+
+    await store.write(insert)
     return key_id, key
 
 
@@ -97,12 +99,16 @@ async def _keys_create(settings: Settings, args: argparse.Namespace) -> None:
 async def _keys_revoke(settings: Settings, args: argparse.Namespace) -> None:
     store = await _with_store(settings)
     try:
-        async with store.write() as tx:
+
+        def revoke(tx: Transaction) -> tuple[str, bool]:
             key_id = args.key
             if not key_id.startswith("key_"):
                 # A whole key was given: find it by its hash.
-                key_id = await tx.key_id_for_hash(hash_key(args.key)) or ""
-            revoked = bool(key_id) and await tx.revoke_api_key(key_id=key_id, now=datetime.now(UTC))
+                key_id = tx.key_id_for_hash(hash_key(args.key)) or ""
+            revoked = bool(key_id) and tx.revoke_api_key(key_id=key_id, now=datetime.now(UTC))
+            return key_id, revoked
+
+        key_id, revoked = await store.write(revoke)
     finally:
         await store.close()
     if not revoked:
@@ -143,8 +149,7 @@ async def _dev_bootstrap(settings: Settings, _args: argparse.Namespace) -> None:
     keys_file = settings.data_dir / "dev-keys.json"
     store = await _with_store(settings)
     try:
-        async with store.read() as tx:
-            org = await tx.find_organization_by_name(DEV_ORG_NAME)
+        org = await store.read(lambda tx: tx.find_organization_by_name(DEV_ORG_NAME))
         saved = json.loads(keys_file.read_text()) if keys_file.exists() else {}
         if org is None or saved.get("org") != org.id:
             if org is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -17,7 +18,8 @@ from support import rich_error
 
 from texture.connect.v1 import connection_pb2 as pb
 from texture.connect.v1 import connection_pb2_grpc
-from texture_connect.storage import Store
+from texture_connect.domain.keys import hash_key
+from texture_connect.storage import Store, Transaction
 from texture_connect.storage import schema as tables
 
 REDIRECT = "https://yourapp.com/oauth/callback"
@@ -52,12 +54,13 @@ async def rejected(stub: Stub, org: Org, body: dict[str, Any], key: str = "secre
 
 
 async def count_rows(store: Store) -> dict[str, int]:
-    counts = {}
-    async with store.read() as tx:
-        for table in (tables.customers, tables.sites, tables.connect_sessions):
-            result = await tx._c.execute(sa.select(sa.func.count()).select_from(table))
-            counts[table.name] = result.scalar_one()
-    return counts
+    def count(tx: Transaction) -> dict[str, int]:
+        return {
+            table.name: tx._c.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
+            for table in (tables.customers, tables.sites, tables.connect_sessions)
+        }
+
+    return await store.read(count)
 
 
 # The seed's own request bodies -------------------------------------------------------------
@@ -96,7 +99,7 @@ async def test_seed_headless_body_with_customer_info(connections: Stub, org: Org
     assert "code_verifier" not in query
     assert len(base64.urlsafe_b64decode(query["code_challenge"][0] + "=")) == 32
     assert "energy_device_data" in query["scope"][0]
-    attempt_id, secret = query["state"][0].split(".")
+    _attempt_id, secret = query["state"][0].split(".")
     assert len(base64.urlsafe_b64decode(secret + "=")) * 8 >= 256
 
 
@@ -181,14 +184,13 @@ async def test_connect_key_limits(connections: Stub, org: Org) -> None:
 
 async def test_revoked_key_is_unauthenticated(connections: Stub, org: Org, store: Store) -> None:
     await create(connections, org, {"redirectUrl": REDIRECT})
-    async with store.write() as tx:
-        from texture_connect.domain.keys import hash_key
 
-        key_id = await tx.key_id_for_hash(hash_key(org.secret_key))
+    def revoke(tx: Transaction) -> bool:
+        key_id = tx.key_id_for_hash(hash_key(org.secret_key))
         assert key_id is not None
-        from datetime import UTC, datetime
+        return tx.revoke_api_key(key_id=key_id, now=datetime.now(UTC))
 
-        assert await tx.revoke_api_key(key_id=key_id, now=datetime.now(UTC))
+    assert await store.write(revoke)
     error = await rejected(connections, org, {"redirectUrl": REDIRECT})
     assert (error.code, error.reason) == (grpc.StatusCode.UNAUTHENTICATED, "API_KEY_INVALID")
 
@@ -365,8 +367,7 @@ async def test_customer_reused_by_email_case_insensitively_and_site_by_address(
     second = await create(connections, org, {"redirectUrl": REDIRECT, "customerInfo": respelled})
     assert second.customer_id == first.customer_id
     assert second.site_id == first.site_id
-    async with store.read() as tx:
-        customer = await tx.get_customer(org.id, first.customer_id)
+    customer = await store.read(lambda tx: tx.get_customer(org.id, first.customer_id))
     assert customer is not None and customer.phone == "555-555-0100"  # updated
     moved = {**JANE, "location": {**JANE["location"], "streetOne": "9 Elm St"}}  # type: ignore[dict-item]
     third = await create(connections, org, {"redirectUrl": REDIRECT, "customerInfo": moved})
@@ -487,13 +488,12 @@ async def test_idempotent_response_is_sealed_at_rest(
 ) -> None:
     body = {"redirectUrl": REDIRECT, "customerInfo": JANE, "requestId": "req-sealed"}
     response = await create(connections, org, body)
-    async with store.read() as tx:
-        raw = (
-            await tx._c.execute(sa.select(tables.idempotency_keys.c.response_sealed))
-        ).scalar_one()
-        token_hash = (
-            await tx._c.execute(sa.select(tables.connect_sessions.c.link_token_hash))
-        ).scalar_one()
+    raw, token_hash = await store.read(
+        lambda tx: (
+            tx._c.execute(sa.select(tables.idempotency_keys.c.response_sealed)).scalar_one(),
+            tx._c.execute(sa.select(tables.connect_sessions.c.link_token_hash)).scalar_one(),
+        )
+    )
     assert response.link_token.encode() not in raw
     assert token_hash == hashlib.sha256(response.link_token.encode()).hexdigest()
 
@@ -535,8 +535,7 @@ async def test_pkce_verifier_is_sealed_and_state_stored_hashed(
         },
     )
     state = parse_qs(urlsplit(response.authorization.url).query)["state"][0]
-    async with store.read() as tx:
-        row = (await tx._c.execute(sa.select(tables.authorization_attempts))).one()
+    row = await store.read(lambda tx: tx._c.execute(sa.select(tables.authorization_attempts)).one())
     assert state.split(".")[1] not in row.state_hash
     assert row.state_hash == hashlib.sha256(state.split(".")[1].encode()).hexdigest()
     assert row.id == state.split(".")[0]

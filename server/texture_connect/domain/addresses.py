@@ -60,7 +60,8 @@ class Address:
 
 
 def _normalize_text(value: str) -> str:
-    words = _WORD.findall(value.lower())
+    # "N.W." and "D.C." are the same words as "NW" and "DC".
+    words = _WORD.findall(value.lower().replace(".", ""))
     return " ".join(_ABBREVIATIONS.get(word, word) for word in words)
 
 

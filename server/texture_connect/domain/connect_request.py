@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import re
+import unicodedata
 from dataclasses import dataclass
 
 from texture_connect.domain.addresses import ISO_3166_ALPHA2, REQUIRED_LOCATION_FIELDS, Address
@@ -117,7 +118,7 @@ class ConnectionRequest:
 def _bad_text(value: str, max_length: int) -> str | None:
     if len(value) > max_length:
         return f"must be at most {max_length} characters"
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+    if any(unicodedata.category(ch) == "Cc" for ch in value):
         return "must not contain control characters"
     return None
 

@@ -32,7 +32,8 @@ def new_id(now_ms: int | None = None) -> str:
     """A cuid-style id: ``c`` + 8 timestamp characters + 16 random characters."""
     stamp = _base36(now_ms if now_ms is not None else time.time_ns() // 1_000_000)
     stamp = stamp[-8:].rjust(8, "0")
-    randomness = "".join(secrets.choice(_BASE36) for _ in range(ID_LENGTH - 1 - len(stamp)))
+    width = ID_LENGTH - 1 - len(stamp)
+    randomness = _base36(secrets.randbits(5 * width + 8))[-width:].rjust(width, "0")
     return "c" + stamp + randomness
 
 
@@ -44,7 +45,7 @@ def uuid7(now_ms: int | None = None) -> uuid.UUID:
     """A UUID version 7 (RFC 9562 §5.7): 48-bit Unix milliseconds, then random bits."""
     millis = now_ms if now_ms is not None else time.time_ns() // 1_000_000
     value = (millis & ((1 << 48) - 1)) << 80
-    value |= secrets.randbits(76) & ~(0xF << 72)  # leave the version nibble free
+    value |= secrets.randbits(76) & ~(0xF << 76)  # leave the version nibble free
     value |= 0x7 << 76  # version 7
     value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 9562 variant 10xx
     return uuid.UUID(int=value)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
 from urllib.parse import urlsplit
 
 MAX_LENGTH = 2048
@@ -37,7 +38,7 @@ def redirect_url_problem(url: str) -> str | None:
         return "is required"
     if len(url) > MAX_LENGTH:
         return f"must be at most {MAX_LENGTH} characters"
-    if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url):
+    if any(ch.isspace() or unicodedata.category(ch) == "Cc" for ch in url):
         return "must not contain whitespace or control characters"
     scheme, colon, rest = url.partition(":")
     if not colon or not rest or not _SCHEME.match(scheme):
@@ -64,6 +65,8 @@ def redirect_url_problem(url: str) -> str | None:
         if not is_loopback_host(parts.hostname):
             return "must use https (http is allowed only for localhost and loopback addresses)"
         return None
-    if not rest.lstrip("/"):
-        return "must have a path after the scheme, e.g. myapp://device/connected"
+    # A bare app scheme ("example://", as the seed's React Native example uses) is fine;
+    # "myapp:" with nothing after it is not a URL.
+    if not rest.lstrip("/") and not rest.startswith("//"):
+        return "must be a deep link such as myapp://device/connected"
     return None

@@ -53,6 +53,7 @@ from urllib.parse import quote
 import httpx
 
 from texture_connect.domain.catalog import Manufacturer
+from texture_connect.manufacturers.tls import tls_context
 
 __all__ = [
     "AccessTokenRejected",
@@ -148,8 +149,10 @@ class _JsonDeviceApi:
             devices = await self._list(http, access_token)
             device = next((d for d in devices if d.id == device_id), None)
             if device is None:
-                raise DeviceNotFound(f"{self._slug}: the account has no such device", status=None)
-            body = await self._get_json(http, self.state_url(device_id), access_token, "state")
+                raise DeviceNotFound(f"{self._slug}: the account has no such device")
+            body = await self._get_json(
+                http, self.state_url(device_id), access_token, "state", device=True
+            )
         if not isinstance(body, dict):
             raise DeviceApiError(f"{self._slug}: the device state is not a JSON object")
         values = dict(body)
@@ -173,12 +176,16 @@ class _JsonDeviceApi:
         if self._client is not None:
             yield self._client
             return
-        async with httpx.AsyncClient(timeout=self.timeout, follow_redirects=False) as http:
+        async with httpx.AsyncClient(
+            timeout=self.timeout, follow_redirects=False, verify=tls_context()
+        ) as http:
             yield http
 
     async def _get_json(
-        self, http: httpx.AsyncClient, url: str, access_token: str, what: str
+        self, http: httpx.AsyncClient, url: str, access_token: str, what: str, *, device: bool
     ) -> Any:
+        """GETs ``url`` with the bearer token (RFC 6750 §2.1); ``device``: a 404 means the
+        device is unknown rather than a broken API."""
         try:
             response = await http.get(
                 url,
@@ -204,7 +211,7 @@ class _JsonDeviceApi:
             raise AccessTokenRejected(
                 f"{self._slug}: the device API rejected the access token", status=status
             )
-        if status == 404 and what == "state":
+        if status == 404 and device:
             raise DeviceNotFound(f"{self._slug}: the device API knows no such device", status=404)
         if not response.is_success:
             raise DeviceApiError(
@@ -215,7 +222,9 @@ class _JsonDeviceApi:
         return body
 
     async def _list(self, http: httpx.AsyncClient, access_token: str) -> list[DeviceInfo]:
-        body = await self._get_json(http, self.devices_url, access_token, "device list")
+        body = await self._get_json(
+            http, self.devices_url, access_token, "device list", device=False
+        )
         items = body.get("devices") if isinstance(body, dict) else body
         if not isinstance(items, list):
             raise DeviceApiError(f"{self._slug}: the device list is not a JSON list")

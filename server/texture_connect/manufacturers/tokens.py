@@ -22,6 +22,7 @@ import httpx
 from authlib.deprecate import AuthlibDeprecationWarning
 
 from texture_connect.domain.catalog import Manufacturer, OAuthSettings
+from texture_connect.manufacturers.tls import tls_context
 
 with warnings.catch_warnings():
     # Authlib 1.9 warns, once at import, that it falls back to httpx because httpx2 is not
@@ -72,7 +73,9 @@ class TokenExchangeError(Exception):
     status of the token response, or None when there was no response.
     """
 
-    def __init__(self, message: str, *, oauth_error: str | None = None, status: int | None = None):
+    def __init__(
+        self, message: str, *, oauth_error: str | None = None, status: int | None = None
+    ) -> None:
         super().__init__(message)
         self.oauth_error = oauth_error
         self.status = status
@@ -184,6 +187,7 @@ def _client(oauth: OAuthSettings, client_secret: str, timeout: float) -> AsyncOA
         timeout=timeout,
         # RFC 6749 §5.1: the token response is answered directly, never redirected.
         follow_redirects=False,
+        verify=tls_context(),
     )
 
 

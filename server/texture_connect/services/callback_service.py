@@ -51,7 +51,7 @@ from texture_connect.manufacturers.tokens import (
     client_secret_for,
     exchange_code,
 )
-from texture_connect.storage import Store
+from texture_connect.storage import Store, Transaction
 
 log = logging.getLogger("texture_connect.callback")
 
@@ -99,9 +99,12 @@ class CallbackService(callback_pb2_grpc.CallbackServiceServicer):
             raise fail("OAUTH_STATE_INVALID")
         attempt_id, secret = parsed
         now = self._clock()
-        async with self._store.read() as tx:
-            attempt = await tx.get_authorization_attempt(attempt_id)
-            session = await tx.get_session(None, attempt.session_id) if attempt else None
+
+        def load(tx: Transaction) -> tuple[AuthorizationAttempt | None, ConnectSession | None]:
+            attempt = tx.get_authorization_attempt(attempt_id)
+            return attempt, tx.get_session(None, attempt.session_id) if attempt else None
+
+        attempt, session = await self._store.read(load)
         if attempt is None or session is None:
             raise fail("OAUTH_STATE_INVALID")
         # RFC 6749 §10.12: the state binds this response to the attempt we started.
@@ -123,21 +126,22 @@ class CallbackService(callback_pb2_grpc.CallbackServiceServicer):
         issuer = manufacturer.oauth.issuer
         if issuer and request.iss != issuer:
             # RFC 9207 §2.4: a response from another issuer (or none) is a mix-up attempt.
-            async with self._store.write() as tx:
-                await tx.use_authorization_attempt(attempt_id, now)
+            await self._store.write(lambda tx: tx.use_authorization_attempt(attempt_id, now))
             log.warning("callback for session %s: issuer mismatch", session.id)
             return error_redirect(session.redirect_url, "oauth_state_mismatch")
         if not request.code:
-            async with self._store.write() as tx:
-                await tx.use_authorization_attempt(attempt_id, now)
+            await self._store.write(lambda tx: tx.use_authorization_attempt(attempt_id, now))
             return error_redirect(session.redirect_url, "unknown_error", "missing_code")
 
-        async with self._store.write() as tx:
-            claimed = await tx.claim_session_callback(session.id, now, now - CLAIM_TIMEOUT)
-            if claimed and not await tx.use_authorization_attempt(attempt_id, now):
-                await tx.release_session_callback(session.id)
-                claimed = False
-        if not claimed:
+        def claim(tx: Transaction) -> bool:
+            if not tx.claim_session_callback(session.id, now, now - CLAIM_TIMEOUT):
+                return False
+            if not tx.use_authorization_attempt(attempt_id, now):
+                tx.release_session_callback(session.id)
+                return False
+            return True
+
+        if not await self._store.write(claim):
             return error_redirect(session.redirect_url, "connect_session_already_completed")
         return await self._exchange_and_connect(session, attempt, manufacturer, request.code)
 
@@ -152,26 +156,35 @@ class CallbackService(callback_pb2_grpc.CallbackServiceServicer):
             request.error[:100], manufacturer.error_codes
         )
         now = self._clock()
-        async with self._store.write() as tx:
-            if not await tx.use_authorization_attempt(attempt_id, now):
-                return error_redirect(session.redirect_url, "connect_session_already_completed")
+
+        def record(tx: Transaction) -> bool:
+            if not tx.use_authorization_attempt(attempt_id, now):
+                return False
             if not TEXTURE_ERRORS[texture_error].retryable:
-                await tx.end_session(
+                tx.end_session(
                     session.id, status=SessionStatus.FAILED, now=now, error=texture_error
                 )
+            return True
+
+        if not await self._store.write(record):
+            return error_redirect(session.redirect_url, "connect_session_already_completed")
         log.info("callback for session %s: authorization error %s", session.id, texture_error)
         return error_redirect(session.redirect_url, texture_error, raw)
 
     async def _fail(self, session: ConnectSession, texture_error: str) -> str:
         """Ends the flow with an error. A retryable one releases the claim: the session
         stays open until it expires, and a new attempt (new state) may succeed."""
-        async with self._store.write() as tx:
+        now = self._clock()
+
+        def record(tx: Transaction) -> None:
             if TEXTURE_ERRORS[texture_error].retryable:
-                await tx.release_session_callback(session.id)
+                tx.release_session_callback(session.id)
             else:
-                await tx.end_session(
-                    session.id, status=SessionStatus.FAILED, now=self._clock(), error=texture_error
+                tx.end_session(
+                    session.id, status=SessionStatus.FAILED, now=now, error=texture_error
                 )
+
+        await self._store.write(record)
         log.info("callback for session %s: %s", session.id, texture_error)
         return error_redirect(session.redirect_url, texture_error)
 
@@ -218,14 +231,13 @@ class CallbackService(callback_pb2_grpc.CallbackServiceServicer):
         now = self._clock()
         scoped_key = new_key(KeyKind.SCOPED)
         org_id = session.organization_id
-        async with self._store.write() as tx:
-            existing_devices = await tx.count_connected_devices(org_id, session.customer_id) > 0
-            connection_id = await tx.find_connection_id(
-                org_id, session.customer_id, manufacturer.slug
-            )
+
+        def save(tx: Transaction) -> bool:
+            existing_devices = tx.count_connected_devices(org_id, session.customer_id) > 0
+            connection_id = tx.find_connection_id(org_id, session.customer_id, manufacturer.slug)
             exists = connection_id is not None
             connection_id = connection_id or ids.new_id()
-            await tx.save_connection(
+            tx.save_connection(
                 connection_id=connection_id,
                 exists=exists,
                 org_id=org_id,
@@ -243,7 +255,7 @@ class CallbackService(callback_pb2_grpc.CallbackServiceServicer):
                 scope=tokens.scope,
                 now=now,
             )
-            await tx.save_devices(
+            tx.save_devices(
                 org_id=org_id,
                 customer_id=session.customer_id,
                 site_id=session.site_id or None,
@@ -257,7 +269,7 @@ class CallbackService(callback_pb2_grpc.CallbackServiceServicer):
                 new_ids=[ids.new_id() for _ in devices],
                 now=now,
             )
-            await tx.insert_scoped_key(
+            tx.insert_scoped_key(
                 key_id="key_" + ids.new_id(),
                 org_id=org_id,
                 key_hash=hash_key(scoped_key),
@@ -266,9 +278,12 @@ class CallbackService(callback_pb2_grpc.CallbackServiceServicer):
                 connection_id=connection_id,
                 now=now,
             )
-            await tx.end_session(
+            tx.end_session(
                 session.id, status=SessionStatus.COMPLETED, now=now, connection_id=connection_id
             )
+            return existing_devices
+
+        existing_devices = await self._store.write(save)
         log.info(
             "session %s completed: %d device(s) at %s", session.id, len(devices), manufacturer.slug
         )

@@ -156,37 +156,39 @@ class ConnectionService(connection_pb2_grpc.ConnectionServiceServicer):
                 raise fail("HEADLESS_NOT_ENABLED")
         valid = validate_create_connection(decoded, self._catalog, organization.name)
         fingerprint = hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
+
+        def create(tx: Transaction) -> connection_pb2.CreateConnectionResponse:
+            now = self._clock()
+            if valid.request_id:
+                replay = self._replay(tx, organization, valid.request_id, fingerprint, now)
+                if replay is not None:
+                    return replay
+            response = self._create(tx, organization, valid, now)
+            if valid.request_id:
+                tx.put_idempotent_response(
+                    org_id=organization.id,
+                    method=CREATE_METHOD,
+                    request_id=valid.request_id,
+                    fingerprint=fingerprint,
+                    response_sealed=self._sealer.seal(
+                        response.SerializeToString(),
+                        self._idempotency_context(organization, valid.request_id),
+                    ),
+                    now=now,
+                    expired_before=now - IDEMPOTENCY_WINDOW,
+                )
+            return response
+
         try:
-            async with self._store.write() as tx:
-                now = self._clock()
-                if valid.request_id:
-                    replay = await self._replay(
-                        tx, organization, valid.request_id, fingerprint, now
-                    )
-                    if replay is not None:
-                        return replay
-                response = await self._create(tx, organization, valid, now)
-                if valid.request_id:
-                    await tx.put_idempotent_response(
-                        org_id=organization.id,
-                        method=CREATE_METHOD,
-                        request_id=valid.request_id,
-                        fingerprint=fingerprint,
-                        response_sealed=self._sealer.seal(
-                            response.SerializeToString(),
-                            self._idempotency_context(organization, valid.request_id),
-                        ),
-                        now=now,
-                        expired_before=now - IDEMPOTENCY_WINDOW,
-                    )
-                return response
+            return await self._store.write(create)
         except IdempotencyConflict:
             # A concurrent request with the same requestId committed first (another
             # replica, on PostgreSQL): answer with its response.
-            async with self._store.read() as tx:
-                replay = await self._replay(
+            replay = await self._store.read(
+                lambda tx: self._replay(
                     tx, organization, valid.request_id, fingerprint, self._clock()
                 )
+            )
             if replay is None:
                 raise fail("INTERNAL") from None
             return replay
@@ -195,7 +197,7 @@ class ConnectionService(connection_pb2_grpc.ConnectionServiceServicer):
     def _idempotency_context(organization: Organization, request_id: str) -> str:
         return f"idempotency:{organization.id}:{CREATE_METHOD}:{request_id}"
 
-    async def _replay(
+    def _replay(
         self,
         tx: Transaction,
         organization: Organization,
@@ -203,7 +205,7 @@ class ConnectionService(connection_pb2_grpc.ConnectionServiceServicer):
         fingerprint: str,
         now: datetime,
     ) -> connection_pb2.CreateConnectionResponse | None:
-        stored = await tx.get_idempotent_response(
+        stored = tx.get_idempotent_response(
             org_id=organization.id,
             method=CREATE_METHOD,
             request_id=request_id,
@@ -226,25 +228,25 @@ class ConnectionService(connection_pb2_grpc.ConnectionServiceServicer):
         )
         return response
 
-    async def _create(
+    def _create(
         self, tx: Transaction, organization: Organization, valid: ConnectionRequest, now: datetime
     ) -> connection_pb2.CreateConnectionResponse:
         org_id = organization.id
-        by_id = await tx.get_customer(org_id, valid.customer_id) if valid.customer_id else None
+        by_id = tx.get_customer(org_id, valid.customer_id) if valid.customer_id else None
         if valid.customer_id and by_id is None:
             raise fail("CUSTOMER_NOT_FOUND", field="customerId")
-        explicit_site = await tx.get_site(org_id, valid.site_id) if valid.site_id else None
+        explicit_site = tx.get_site(org_id, valid.site_id) if valid.site_id else None
         if valid.site_id and explicit_site is None:
             raise fail("SITE_NOT_FOUND", field="siteId")
         site_owner = None
         if explicit_site is not None and by_id is None:
-            site_owner = await tx.get_customer(org_id, explicit_site.customer_id)
+            site_owner = tx.get_customer(org_id, explicit_site.customer_id)
         by_email = by_reference = None
         if by_id is None and site_owner is None:
             if valid.contact.email:
-                by_email = await tx.find_customer_by_email(org_id, valid.contact.email)
+                by_email = tx.find_customer_by_email(org_id, valid.contact.email)
             if by_email is None and valid.reference_id:
-                by_reference = await tx.find_customer_by_reference(org_id, valid.reference_id)
+                by_reference = tx.find_customer_by_reference(org_id, valid.reference_id)
         choice = choose_customer(
             valid,
             by_id=by_id,
@@ -263,19 +265,19 @@ class ConnectionService(connection_pb2_grpc.ConnectionServiceServicer):
                 email=contact.email,
                 phone=contact.phone,
             )
-            await tx.insert_customer(customer, now)
+            tx.insert_customer(customer, now)
             sites = []
         else:
             customer = choice.existing
             if choice.changed:
-                await tx.update_customer_contact(customer, now)
-            sites = await tx.list_customer_sites(org_id, customer.id)
+                tx.update_customer_contact(customer, now)
+            sites = tx.list_customer_sites(org_id, customer.id)
         site_choice = choose_site(
             valid, customer=customer, explicit=explicit_site, customer_sites=sites
         )
         site = site_choice.existing
         if site is None and site_choice.create_at is not None:
-            site = await tx.insert_site(
+            site = tx.insert_site(
                 site_id=ids.new_id(),
                 org_id=org_id,
                 customer_id=customer.id,
@@ -286,7 +288,7 @@ class ConnectionService(connection_pb2_grpc.ConnectionServiceServicer):
         link_token = ids.new_link_token()
         session_id = ids.new_id()
         expires_at = now + self._settings.session_ttl
-        await tx.insert_session(
+        tx.insert_session(
             NewSession(
                 id=session_id,
                 organization_id=org_id,
@@ -316,18 +318,18 @@ class ConnectionService(connection_pb2_grpc.ConnectionServiceServicer):
         )
         if valid.mode is Mode.HEADLESS:
             response.authorization.CopyFrom(
-                await self._start_authorization(tx, session_id, valid.headless_manufacturer, now)
+                self._start_authorization(tx, session_id, valid.headless_manufacturer, now)
             )
         return response
 
-    async def _start_authorization(
+    def _start_authorization(
         self, tx: Transaction, session_id: str, manufacturer: Manufacturer, now: datetime
     ) -> connection_pb2.Authorization:
         """A new authorization attempt: its own state and PKCE verifier (sealed)."""
         attempt_id = ids.new_id()
         state = issue_state(attempt_id)
         verifier = new_code_verifier()
-        await tx.insert_authorization_attempt(
+        tx.insert_authorization_attempt(
             attempt_id=attempt_id,
             session_id=session_id,
             manufacturer=manufacturer.slug,
@@ -351,9 +353,10 @@ class ConnectionService(connection_pb2_grpc.ConnectionServiceServicer):
         organization = current_organization()
         if not request.link_session_id:
             raise invalid([FieldViolation("linkSessionId", "is required")])
-        async with self._store.write() as tx:
+
+        def start(tx: Transaction) -> connection_pb2.Authorization:
             now = self._clock()
-            session = await tx.get_session(organization.id, request.link_session_id)
+            session = tx.get_session(organization.id, request.link_session_id)
             if session is None:
                 raise fail("CONNECT_SESSION_NOT_FOUND", field="linkSessionId")
             if session.status_at(now) is not SessionStatus.PENDING:
@@ -368,7 +371,9 @@ class ConnectionService(connection_pb2_grpc.ConnectionServiceServicer):
                     error.message,
                     (FieldViolation("manufacturer", error.message),),
                 )
-            authorization = await self._start_authorization(tx, session.id, manufacturer, now)
+            return self._start_authorization(tx, session.id, manufacturer, now)
+
+        authorization = await self._store.write(start)
         return connection_pb2.StartAuthorizationResponse(authorization=authorization)
 
     async def GetConnection(
@@ -377,8 +382,9 @@ class ConnectionService(connection_pb2_grpc.ConnectionServiceServicer):
         organization = current_organization()
         if not request.link_session_id:
             raise invalid([FieldViolation("linkSessionId", "is required")])
-        async with self._store.read() as tx:
-            session = await tx.get_session(organization.id, request.link_session_id)
+        session = await self._store.read(
+            lambda tx: tx.get_session(organization.id, request.link_session_id)
+        )
         if session is None:
             raise fail("CONNECT_SESSION_NOT_FOUND", field="linkSessionId")
         return connection_pb2.GetConnectionResponse(session=self._encode(session))

@@ -1,20 +1,21 @@
 """Engines, transactions and migrations for SQLite (aiosqlite) and PostgreSQL (asyncpg).
 
 ``TEXTURE_DATABASE_URL`` is ``sqlite:///PATH`` or ``postgresql://USER@HOST:PORT/DB``.
-SQLite runs in WAL mode; in-process writers are serialized by a lock (SQLite allows one
+SQLite runs in WAL mode; in-process writers queue on one writer thread (SQLite allows one
 writer at a time) and take the write lock up front with ``BEGIN IMMEDIATE``, so a
-transaction never fails half-way upgrading a read lock. PostgreSQL runs at READ
-COMMITTED; rules that must hold across replicas use unique constraints and row claims.
+transaction never fails half-way upgrading a read lock, even with several processes.
+PostgreSQL runs at READ COMMITTED; rules that must hold across replicas use unique
+constraints and row claims.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from alembic import command
@@ -22,8 +23,9 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+T = TypeVar("T")
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
@@ -74,53 +76,74 @@ def _on_sqlite_begin(connection: sa.Connection) -> None:
 
 
 class Database:
-    """An engine plus the knowledge of how to open transactions on it."""
+    """An engine plus the knowledge of how to run a unit of work on it.
+
+    SQLite: a synchronous engine (the stdlib driver) used from threads: one writer thread,
+    so in-process writers queue without contention, and a few reader threads (WAL lets
+    them read while the writer writes). PostgreSQL: asyncpg, with the unit of work run
+    through SQLAlchemy's greenlet bridge."""
 
     def __init__(self, target: DatabaseTarget, *, pool_size: int = 8) -> None:
         self.target = target
+        self._sync_engine: sa.Engine | None = None
+        self._async_engine: AsyncEngine | None = None
         if target.dialect == "sqlite":
             assert target.sqlite_path is not None
             target.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
-            self.engine: AsyncEngine = create_async_engine(
-                target.engine_url, pool_size=pool_size, max_overflow=0
+            self._sync_engine = sa.create_engine(
+                f"sqlite:///{target.sqlite_path}",
+                pool_size=pool_size,
+                max_overflow=0,
+                connect_args={"check_same_thread": False},
             )
-            event.listen(self.engine.sync_engine, "connect", _on_sqlite_connect)
-            event.listen(self.engine.sync_engine, "begin", _on_sqlite_begin)
+            event.listen(self._sync_engine, "connect", _on_sqlite_connect)
+            event.listen(self._sync_engine, "begin", _on_sqlite_begin)
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+            self._readers = ThreadPoolExecutor(
+                max(1, pool_size // 2), thread_name_prefix="sqlite-reader"
+            )
         else:
             connect_args: dict[str, Any] = {}
             if target.schema:
                 connect_args["server_settings"] = {"search_path": target.schema}
-            self.engine = create_async_engine(
+            self._async_engine = create_async_engine(
                 target.engine_url,
                 pool_size=pool_size,
                 max_overflow=4,
                 pool_pre_ping=True,
                 connect_args=connect_args,
             )
-        self._write_lock = asyncio.Lock() if target.dialect == "sqlite" else None
 
     @property
     def dialect(self) -> str:
         return self.target.dialect
 
-    @contextlib.asynccontextmanager
-    async def connect(self, *, write: bool) -> AsyncIterator[AsyncConnection]:
-        """One transaction: committed when the block ends, rolled back if it raises."""
-        lock = self._write_lock if write else None
-        if lock is not None:
-            await lock.acquire()
-        try:
-            async with self.engine.connect() as connection:
-                if write:
-                    connection = await connection.execution_options(texture_write=True)
-                async with connection.begin():
-                    yield connection
-        finally:
-            if lock is not None:
-                lock.release()
+    async def run(self, work: Callable[[sa.Connection], T], *, write: bool) -> T:
+        """Runs ``work`` inside one transaction: committed when it returns, rolled back
+        if it raises."""
+        if self._sync_engine is not None:
+            engine = self._sync_engine
+
+            def job() -> T:
+                with engine.connect() as connection:
+                    if write:
+                        connection.execution_options(texture_write=True)
+                    with connection.begin():
+                        return work(connection)
+
+            executor = self._writer if write else self._readers
+            return await asyncio.get_running_loop().run_in_executor(executor, job)
+        assert self._async_engine is not None
+        async with self._async_engine.connect() as connection, connection.begin():
+            return await connection.run_sync(work)
 
     async def close(self) -> None:
-        await self.engine.dispose()
+        if self._sync_engine is not None:
+            self._writer.shutdown(wait=True)
+            self._readers.shutdown(wait=True)
+            self._sync_engine.dispose()
+        if self._async_engine is not None:
+            await self._async_engine.dispose()
 
     async def create_schema_if_needed(self) -> None:
         if self.target.dialect == "postgresql" and self.target.schema:
@@ -146,21 +169,19 @@ class Database:
         return ScriptDirectory.from_config(cls._alembic_config()).get_current_head()
 
     async def current_revision(self) -> str | None:
-        async with self.engine.connect() as connection:
-            return await connection.run_sync(
-                lambda sync: MigrationContext.configure(sync).get_current_revision()
-            )
+        return await self.run(
+            lambda c: MigrationContext.configure(c).get_current_revision(), write=False
+        )
 
     async def migrate(self, revision: str = "head") -> None:
         await self.create_schema_if_needed()
         config = self._alembic_config()
 
-        def upgrade(sync_connection: sa.Connection) -> None:
-            config.attributes["connection"] = sync_connection
+        def upgrade(connection: sa.Connection) -> None:
+            config.attributes["connection"] = connection
             command.upgrade(config, revision)
 
-        async with self.engine.begin() as connection:
-            await connection.run_sync(upgrade)
+        await self.run(upgrade, write=True)
 
     async def is_migrated(self) -> bool:
         return await self.current_revision() == self.head_revision()

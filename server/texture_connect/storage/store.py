@@ -1,23 +1,21 @@
 """The storage interface: rows in, domain records out. One implementation serves SQLite and
 PostgreSQL through SQLAlchemy Core.
 
-Callers open a unit of work with ``async with store.write() as tx`` (or ``read()``);
-everything done through ``tx`` commits together or not at all. Every query that takes an
+Callers hand a unit of work to ``await store.write(work)`` (or ``read``); everything
+``work`` does through its ``tx`` commits together or not at all. Every query that takes an
 id also takes the organization id, so one organization can never read another's rows:
 a foreign id simply is not found.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from texture_connect.domain.addresses import Address, normalized_address_key
 from texture_connect.domain.connect_request import Contact
@@ -34,6 +32,8 @@ from texture_connect.domain.records import (
 )
 from texture_connect.storage import schema
 from texture_connect.storage.database import Database
+
+T = TypeVar("T")
 
 
 def to_db_time(moment: datetime) -> datetime:
@@ -83,33 +83,76 @@ class IdempotencyConflict(Exception):
     """Another transaction stored a response under the same request id first."""
 
 
+# Hot-path statements, built once: SQLAlchemy then skips rebuilding and re-keying the
+# expression on every call, which dominated the cost of CreateConnection.
+_k, _o, _cu, _si = schema.api_keys, schema.organizations, schema.customers, schema.sites
+_PRINCIPAL_BY_KEY_HASH = (
+    sa.select(_k.c.id, _k.c.kind, _o.c.id.label("org_id"), _o.c.name, _o.c.headless_enabled)
+    .join(_o, _o.c.id == _k.c.organization_id)
+    .where(_k.c.key_hash == sa.bindparam("key_hash"), _k.c.revoked_at.is_(None))
+)
+_CUSTOMER_ORDER = (_cu.c.created_at, _cu.c.id)
+_CUSTOMER_BY_ID = sa.select(_cu).where(
+    _cu.c.organization_id == sa.bindparam("org_id"), _cu.c.id == sa.bindparam("value")
+)
+_CUSTOMER_BY_EMAIL = (
+    sa.select(_cu)
+    .where(
+        _cu.c.organization_id == sa.bindparam("org_id"), _cu.c.email_key == sa.bindparam("value")
+    )
+    .order_by(*_CUSTOMER_ORDER)
+    .limit(1)
+)
+_CUSTOMER_BY_REFERENCE = (
+    sa.select(_cu)
+    .where(
+        _cu.c.organization_id == sa.bindparam("org_id"),
+        _cu.c.reference_id == sa.bindparam("value"),
+    )
+    .order_by(*_CUSTOMER_ORDER)
+    .limit(1)
+)
+_SITE_BY_ID = sa.select(_si).where(
+    _si.c.organization_id == sa.bindparam("org_id"), _si.c.id == sa.bindparam("site_id")
+)
+_CUSTOMER_SITES = (
+    sa.select(_si)
+    .where(
+        _si.c.organization_id == sa.bindparam("org_id"),
+        _si.c.customer_id == sa.bindparam("customer_id"),
+    )
+    .order_by(_si.c.created_at, _si.c.id)
+)
+
+
 class Transaction:
-    def __init__(self, connection: AsyncConnection) -> None:
+    def __init__(self, connection: sa.Connection) -> None:
         self._c = connection
 
     # Organizations and keys --------------------------------------------------------------
 
-    async def insert_organization(self, org: Organization, now: datetime) -> None:
-        await self._c.execute(
-            schema.organizations.insert().values(
+    def insert_organization(self, org: Organization, now: datetime) -> None:
+        self._c.execute(
+            schema.organizations.insert(),
+            dict(
                 id=org.id,
                 name=org.name,
                 headless_enabled=org.headless_enabled,
                 created_at=to_db_time(now),
-            )
+            ),
         )
 
-    async def get_organization(self, org_id: str) -> Organization | None:
+    def get_organization(self, org_id: str) -> Organization | None:
         row = (
-            await self._c.execute(
+            self._c.execute(
                 sa.select(schema.organizations).where(schema.organizations.c.id == org_id)
             )
         ).first()
         return Organization(row.id, row.name, row.headless_enabled) if row else None
 
-    async def find_organization_by_name(self, name: str) -> Organization | None:
+    def find_organization_by_name(self, name: str) -> Organization | None:
         row = (
-            await self._c.execute(
+            self._c.execute(
                 sa.select(schema.organizations)
                 .where(schema.organizations.c.name == name)
                 .order_by(schema.organizations.c.created_at)
@@ -118,63 +161,57 @@ class Transaction:
         ).first()
         return Organization(row.id, row.name, row.headless_enabled) if row else None
 
-    async def set_headless(self, org_id: str, enabled: bool) -> bool:
-        result = await self._c.execute(
+    def set_headless(self, org_id: str, enabled: bool) -> bool:
+        result = self._c.execute(
             schema.organizations.update()
             .where(schema.organizations.c.id == org_id)
             .values(headless_enabled=enabled)
         )
         return result.rowcount == 1
 
-    async def insert_api_key(
+    def insert_api_key(
         self, *, key_id: str, org_id: str, kind: KeyKind, key_hash: str, hint: str, now: datetime
     ) -> None:
-        await self._c.execute(
-            schema.api_keys.insert().values(
+        self._c.execute(
+            schema.api_keys.insert(),
+            dict(
                 id=key_id,
                 organization_id=org_id,
                 kind=kind.value,
                 key_hash=key_hash,
                 hint=hint,
                 created_at=to_db_time(now),
-            )
+            ),
         )
 
-    async def principal_for_key_hash(self, key_hash: str) -> Principal | None:
+    def principal_for_key_hash(self, key_hash: str) -> Principal | None:
         """The organization behind an active (unrevoked) key, by the key's hash."""
-        k, o = schema.api_keys, schema.organizations
-        row = (
-            await self._c.execute(
-                sa.select(k.c.id, k.c.kind, o.c.id.label("org_id"), o.c.name, o.c.headless_enabled)
-                .join(o, o.c.id == k.c.organization_id)
-                .where(k.c.key_hash == key_hash, k.c.revoked_at.is_(None))
-            )
-        ).first()
+        row = self._c.execute(_PRINCIPAL_BY_KEY_HASH, {"key_hash": key_hash}).first()
         if row is None:
             return None
         return Principal(
             KeyKind(row.kind), row.id, Organization(row.org_id, row.name, row.headless_enabled)
         )
 
-    async def revoke_api_key(self, *, key_id: str, now: datetime) -> bool:
+    def revoke_api_key(self, *, key_id: str, now: datetime) -> bool:
         """Revokes an active key by id; False when there is no such active key."""
-        result = await self._c.execute(
+        result = self._c.execute(
             schema.api_keys.update()
             .where(schema.api_keys.c.id == key_id, schema.api_keys.c.revoked_at.is_(None))
             .values(revoked_at=to_db_time(now))
         )
         return result.rowcount == 1
 
-    async def key_id_for_hash(self, key_hash: str) -> str | None:
+    def key_id_for_hash(self, key_hash: str) -> str | None:
         return (
-            await self._c.execute(
+            self._c.execute(
                 sa.select(schema.api_keys.c.id).where(schema.api_keys.c.key_hash == key_hash)
             )
         ).scalar()
 
-    async def list_api_keys(self, org_id: str) -> list[dict[str, Any]]:
+    def list_api_keys(self, org_id: str) -> list[dict[str, Any]]:
         k = schema.api_keys
-        rows = await self._c.execute(
+        rows = self._c.execute(
             sa.select(k.c.id, k.c.kind, k.c.hint, k.c.created_at, k.c.revoked_at)
             .where(k.c.organization_id == org_id)
             .order_by(k.c.created_at, k.c.id)
@@ -195,34 +232,23 @@ class Transaction:
             phone=row.phone,
         )
 
-    async def _one_customer(self, *conditions: Any) -> Customer | None:
-        row = (
-            await self._c.execute(
-                sa.select(schema.customers)
-                .where(*conditions)
-                .order_by(schema.customers.c.created_at, schema.customers.c.id)
-                .limit(1)
-            )
-        ).first()
+    def _one_customer(self, statement: sa.Select[Any], org_id: str, value: str) -> Customer | None:
+        row = self._c.execute(statement, {"org_id": org_id, "value": value}).first()
         return self._customer(row) if row else None
 
-    async def get_customer(self, org_id: str, customer_id: str) -> Customer | None:
-        c = schema.customers.c
-        return await self._one_customer(c.organization_id == org_id, c.id == customer_id)
+    def get_customer(self, org_id: str, customer_id: str) -> Customer | None:
+        return self._one_customer(_CUSTOMER_BY_ID, org_id, customer_id)
 
-    async def find_customer_by_email(self, org_id: str, email: str) -> Customer | None:
-        c = schema.customers.c
-        return await self._one_customer(
-            c.organization_id == org_id, c.email_key == email.strip().lower()
-        )
+    def find_customer_by_email(self, org_id: str, email: str) -> Customer | None:
+        return self._one_customer(_CUSTOMER_BY_EMAIL, org_id, email.strip().lower())
 
-    async def find_customer_by_reference(self, org_id: str, reference_id: str) -> Customer | None:
-        c = schema.customers.c
-        return await self._one_customer(c.organization_id == org_id, c.reference_id == reference_id)
+    def find_customer_by_reference(self, org_id: str, reference_id: str) -> Customer | None:
+        return self._one_customer(_CUSTOMER_BY_REFERENCE, org_id, reference_id)
 
-    async def insert_customer(self, customer: Customer, now: datetime) -> None:
-        await self._c.execute(
-            schema.customers.insert().values(
+    def insert_customer(self, customer: Customer, now: datetime) -> None:
+        self._c.execute(
+            schema.customers.insert(),
+            dict(
                 id=customer.id,
                 organization_id=customer.organization_id,
                 reference_id=customer.reference_id,
@@ -233,13 +259,13 @@ class Transaction:
                 phone=customer.phone,
                 created_at=to_db_time(now),
                 updated_at=to_db_time(now),
-            )
+            ),
         )
 
-    async def update_customer_contact(self, customer: Customer, now: datetime) -> None:
+    def update_customer_contact(self, customer: Customer, now: datetime) -> None:
         c = schema.customers.c
         contact = Contact(customer.first_name, customer.last_name, customer.email, customer.phone)
-        await self._c.execute(
+        self._c.execute(
             schema.customers.update()
             .where(c.organization_id == customer.organization_id, c.id == customer.id)
             .values(
@@ -271,30 +297,21 @@ class Transaction:
             address_key=row.address_key,
         )
 
-    async def get_site(self, org_id: str, site_id: str) -> Site | None:
-        s = schema.sites.c
-        row = (
-            await self._c.execute(
-                sa.select(schema.sites).where(s.organization_id == org_id, s.id == site_id)
-            )
-        ).first()
+    def get_site(self, org_id: str, site_id: str) -> Site | None:
+        row = self._c.execute(_SITE_BY_ID, {"org_id": org_id, "site_id": site_id}).first()
         return self._site(row) if row else None
 
-    async def list_customer_sites(self, org_id: str, customer_id: str) -> list[Site]:
-        s = schema.sites.c
-        rows = await self._c.execute(
-            sa.select(schema.sites)
-            .where(s.organization_id == org_id, s.customer_id == customer_id)
-            .order_by(s.created_at, s.id)
-        )
+    def list_customer_sites(self, org_id: str, customer_id: str) -> list[Site]:
+        rows = self._c.execute(_CUSTOMER_SITES, {"org_id": org_id, "customer_id": customer_id})
         return [self._site(row) for row in rows]
 
-    async def insert_site(
+    def insert_site(
         self, *, site_id: str, org_id: str, customer_id: str, address: Address, now: datetime
     ) -> Site:
         key = normalized_address_key(address)
-        await self._c.execute(
-            schema.sites.insert().values(
+        self._c.execute(
+            schema.sites.insert(),
+            dict(
                 id=site_id,
                 organization_id=org_id,
                 customer_id=customer_id,
@@ -306,15 +323,16 @@ class Transaction:
                 country=address.country,
                 address_key=key,
                 created_at=to_db_time(now),
-            )
+            ),
         )
         return Site(site_id, org_id, customer_id, address, key)
 
     # Connect sessions --------------------------------------------------------------------
 
-    async def insert_session(self, session: NewSession) -> None:
-        await self._c.execute(
-            schema.connect_sessions.insert().values(
+    def insert_session(self, session: NewSession) -> None:
+        self._c.execute(
+            schema.connect_sessions.insert(),
+            dict(
                 id=session.id,
                 organization_id=session.organization_id,
                 link_token_hash=session.link_token_hash,
@@ -333,17 +351,17 @@ class Transaction:
                 created_at=to_db_time(session.created_at),
                 expires_at=to_db_time(session.expires_at),
                 error="",
-            )
+            ),
         )
 
-    async def get_session(self, org_id: str | None, session_id: str) -> ConnectSession | None:
+    def get_session(self, org_id: str | None, session_id: str) -> ConnectSession | None:
         """A session of ``org_id``; ``None`` only for Texture's internal callers, which
         find the session from an authorization attempt."""
         s = schema.connect_sessions.c
         conditions = [s.id == session_id]
         if org_id is not None:
             conditions.append(s.organization_id == org_id)
-        row = (await self._c.execute(sa.select(schema.connect_sessions).where(*conditions))).first()
+        row = (self._c.execute(sa.select(schema.connect_sessions).where(*conditions))).first()
         if row is None:
             return None
         return ConnectSession(
@@ -366,7 +384,7 @@ class Transaction:
             error=row.error,
         )
 
-    async def insert_authorization_attempt(
+    def insert_authorization_attempt(
         self,
         *,
         attempt_id: str,
@@ -376,23 +394,22 @@ class Transaction:
         code_verifier_sealed: bytes,
         now: datetime,
     ) -> None:
-        await self._c.execute(
-            schema.authorization_attempts.insert().values(
+        self._c.execute(
+            schema.authorization_attempts.insert(),
+            dict(
                 id=attempt_id,
                 session_id=session_id,
                 manufacturer=manufacturer,
                 state_hash=state_hash,
                 code_verifier_sealed=code_verifier_sealed,
                 created_at=to_db_time(now),
-            )
+            ),
         )
 
-    async def get_authorization_attempt(self, attempt_id: str) -> AuthorizationAttempt | None:
+    def get_authorization_attempt(self, attempt_id: str) -> AuthorizationAttempt | None:
         a = schema.authorization_attempts.c
         row = (
-            await self._c.execute(
-                sa.select(schema.authorization_attempts).where(a.id == attempt_id)
-            )
+            self._c.execute(sa.select(schema.authorization_attempts).where(a.id == attempt_id))
         ).first()
         if row is None:
             return None
@@ -405,23 +422,23 @@ class Transaction:
             used_at=from_db_time(row.used_at),
         )
 
-    async def use_authorization_attempt(self, attempt_id: str, now: datetime) -> bool:
+    def use_authorization_attempt(self, attempt_id: str, now: datetime) -> bool:
         """Marks a state as used; False when it already was. A used state stays refused."""
         a = schema.authorization_attempts.c
-        result = await self._c.execute(
+        result = self._c.execute(
             schema.authorization_attempts.update()
             .where(a.id == attempt_id, a.used_at.is_(None))
             .values(used_at=to_db_time(now))
         )
         return result.rowcount == 1
 
-    async def claim_session_callback(
+    def claim_session_callback(
         self, session_id: str, now: datetime, stale_before: datetime
     ) -> bool:
         """The atomic claim: True for exactly one caller while the session is pending,
         unexpired and not claimed (a claim older than ``stale_before`` is abandoned)."""
         s = schema.connect_sessions.c
-        result = await self._c.execute(
+        result = self._c.execute(
             schema.connect_sessions.update()
             .where(
                 s.id == session_id,
@@ -436,15 +453,15 @@ class Transaction:
         )
         return result.rowcount == 1
 
-    async def release_session_callback(self, session_id: str) -> None:
+    def release_session_callback(self, session_id: str) -> None:
         """After a retryable failure: the session stays open for a new attempt."""
-        await self._c.execute(
+        self._c.execute(
             schema.connect_sessions.update()
             .where(schema.connect_sessions.c.id == session_id)
             .values(callback_claimed_at=None)
         )
 
-    async def end_session(
+    def end_session(
         self,
         session_id: str,
         *,
@@ -453,7 +470,7 @@ class Transaction:
         error: str = "",
         connection_id: str | None = None,
     ) -> None:
-        await self._c.execute(
+        self._c.execute(
             schema.connect_sessions.update()
             .where(schema.connect_sessions.c.id == session_id)
             .values(
@@ -465,12 +482,10 @@ class Transaction:
             )
         )
 
-    async def find_connection_id(
-        self, org_id: str, customer_id: str, manufacturer: str
-    ) -> str | None:
+    def find_connection_id(self, org_id: str, customer_id: str, manufacturer: str) -> str | None:
         m = schema.manufacturer_connections.c
         return (
-            await self._c.execute(
+            self._c.execute(
                 sa.select(m.id).where(
                     m.organization_id == org_id,
                     m.customer_id == customer_id,
@@ -479,7 +494,7 @@ class Transaction:
             )
         ).scalar()
 
-    async def save_connection(
+    def save_connection(
         self,
         *,
         connection_id: str,
@@ -502,26 +517,27 @@ class Transaction:
             "updated_at": to_db_time(now),
         }
         if exists:
-            await self._c.execute(
+            self._c.execute(
                 schema.manufacturer_connections.update()
                 .where(schema.manufacturer_connections.c.id == connection_id)
                 .values(**values)
             )
             return
-        await self._c.execute(
-            schema.manufacturer_connections.insert().values(
+        self._c.execute(
+            schema.manufacturer_connections.insert(),
+            dict(
                 id=connection_id,
                 organization_id=org_id,
                 customer_id=customer_id,
                 manufacturer=manufacturer,
                 created_at=to_db_time(now),
                 **values,
-            )
+            ),
         )
 
-    async def count_connected_devices(self, org_id: str, customer_id: str) -> int:
+    def count_connected_devices(self, org_id: str, customer_id: str) -> int:
         d = schema.devices.c
-        result = await self._c.execute(
+        result = self._c.execute(
             sa.select(sa.func.count())
             .select_from(schema.devices)
             .where(
@@ -530,7 +546,7 @@ class Transaction:
         )
         return int(result.scalar_one())
 
-    async def save_devices(
+    def save_devices(
         self,
         *,
         org_id: str,
@@ -549,7 +565,7 @@ class Transaction:
         d = schema.devices.c
         existing = {
             row.external_id: row.id
-            for row in await self._c.execute(
+            for row in self._c.execute(
                 sa.select(d.id, d.external_id).where(d.connection_id == connection_id)
             )
         }
@@ -569,13 +585,12 @@ class Transaction:
             }
             if device.external_id in existing:
                 device_id = existing[device.external_id]
-                await self._c.execute(
-                    schema.devices.update().where(d.id == device_id).values(**values)
-                )
+                self._c.execute(schema.devices.update().where(d.id == device_id).values(**values))
             else:
                 device_id = new_id
-                await self._c.execute(
-                    schema.devices.insert().values(
+                self._c.execute(
+                    schema.devices.insert(),
+                    dict(
                         id=device_id,
                         organization_id=org_id,
                         connection_id=connection_id,
@@ -583,12 +598,12 @@ class Transaction:
                         external_id=device.external_id,
                         created_at=to_db_time(now),
                         **values,
-                    )
+                    ),
                 )
             ids.append(device_id)
         return ids
 
-    async def insert_scoped_key(
+    def insert_scoped_key(
         self,
         *,
         key_id: str,
@@ -599,8 +614,9 @@ class Transaction:
         connection_id: str,
         now: datetime,
     ) -> None:
-        await self._c.execute(
-            schema.api_keys.insert().values(
+        self._c.execute(
+            schema.api_keys.insert(),
+            dict(
                 id=key_id,
                 organization_id=org_id,
                 kind=KeyKind.SCOPED.value,
@@ -609,17 +625,17 @@ class Transaction:
                 customer_id=customer_id,
                 connection_id=connection_id,
                 created_at=to_db_time(now),
-            )
+            ),
         )
 
     # Idempotency -------------------------------------------------------------------------
 
-    async def get_idempotent_response(
+    def get_idempotent_response(
         self, *, org_id: str, method: str, request_id: str, since: datetime
     ) -> StoredIdempotentResponse | None:
         i = schema.idempotency_keys.c
         row = (
-            await self._c.execute(
+            self._c.execute(
                 sa.select(i.fingerprint, i.response_sealed, i.created_at).where(
                     i.organization_id == org_id,
                     i.method == method,
@@ -632,7 +648,7 @@ class Transaction:
             return None
         return StoredIdempotentResponse(row.fingerprint, row.response_sealed, _utc(row.created_at))
 
-    async def put_idempotent_response(
+    def put_idempotent_response(
         self,
         *,
         org_id: str,
@@ -646,7 +662,7 @@ class Transaction:
         """Stores the first response. A stale row (older than ``expired_before``) under the
         same id is replaced; a live one raises ``IdempotencyConflict``."""
         i = schema.idempotency_keys.c
-        await self._c.execute(
+        self._c.execute(
             schema.idempotency_keys.delete().where(
                 i.organization_id == org_id,
                 i.method == method,
@@ -655,15 +671,16 @@ class Transaction:
             )
         )
         try:
-            await self._c.execute(
-                schema.idempotency_keys.insert().values(
+            self._c.execute(
+                schema.idempotency_keys.insert(),
+                dict(
                     organization_id=org_id,
                     method=method,
                     request_id=request_id,
                     fingerprint=fingerprint,
                     response_sealed=response_sealed,
                     created_at=to_db_time(now),
-                )
+                ),
             )
         except IntegrityError as exc:
             # The transaction is now unusable on PostgreSQL; the caller rolls it back.
@@ -671,20 +688,21 @@ class Transaction:
 
 
 class Store:
-    """Opens units of work on a ``Database``."""
+    """Runs units of work on a ``Database``: ``await store.write(work)`` calls
+    ``work(tx)``, a plain function, inside one transaction, and returns its result.
+
+    Units of work are synchronous on purpose: on SQLite the whole unit runs on the
+    database's writer thread without returning to the event loop between statements, which
+    keeps the single write lock held for microseconds rather than for event-loop turns."""
 
     def __init__(self, database: Database) -> None:
         self.database = database
 
-    @contextlib.asynccontextmanager
-    async def write(self) -> AsyncIterator[Transaction]:
-        async with self.database.connect(write=True) as connection:
-            yield Transaction(connection)
+    async def write(self, work: Callable[[Transaction], T]) -> T:
+        return await self.database.run(lambda c: work(Transaction(c)), write=True)
 
-    @contextlib.asynccontextmanager
-    async def read(self) -> AsyncIterator[Transaction]:
-        async with self.database.connect(write=False) as connection:
-            yield Transaction(connection)
+    async def read(self, work: Callable[[Transaction], T]) -> T:
+        return await self.database.run(lambda c: work(Transaction(c)), write=False)
 
     async def close(self) -> None:
         await self.database.close()

@@ -1,0 +1,3 @@
+from e2e_support import serve
+
+__all__ = ["serve"]
