@@ -1,4 +1,4 @@
-"""End-to-end helpers and the `serve` fixture: the real ``texture-connect serve`` process, driven over TCP.
+"""End-to-end helpers and the `serve` fixture: the real `texture-connect serve`, over TCP.
 
 Readiness is the line the server prints once both gRPC and HTTP listen, read from its
 stdout pipe; nothing here sleeps to wait for anything.

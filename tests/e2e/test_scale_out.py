@@ -186,17 +186,6 @@ async def test_double_callback_split_across_replicas_completes_once(
     assert status == pb.CONNECT_SESSION_STATUS_COMPLETED
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "Two sessions of one customer completing at the same manufacturer at the same time "
-        "on two replicas: both transactions in CallbackService._complete find no connection "
-        "(find_connection_id) and both INSERT; the loser hits uq_connections_customer_mfr "
-        "(UniqueViolationError, unhandled) and the customer gets the 502 error page, with "
-        "the session left claimed"
-    ),
-)
 async def test_concurrent_sessions_of_one_customer_on_two_replicas_both_complete(
     cluster: Cluster, browser: httpx.AsyncClient
 ) -> None:

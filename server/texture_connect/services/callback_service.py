@@ -143,7 +143,13 @@ class CallbackService(callback_pb2_grpc.CallbackServiceServicer):
 
         if not await self._store.write(claim):
             return error_redirect(session.redirect_url, "connect_session_already_completed")
-        return await self._exchange_and_connect(session, attempt, manufacturer, request.code)
+        try:
+            return await self._exchange_and_connect(session, attempt, manufacturer, request.code)
+        except BaseException:
+            # Whatever went wrong, the claim must not outlive this call: the customer may
+            # retry with a new attempt at once rather than after CLAIM_TIMEOUT.
+            await self._store.write(lambda tx: tx.release_session_callback(session.id))
+            raise
 
     async def _authorization_error(
         self,
@@ -234,23 +240,24 @@ class CallbackService(callback_pb2_grpc.CallbackServiceServicer):
 
         def save(tx: Transaction) -> bool:
             existing_devices = tx.count_connected_devices(org_id, session.customer_id) > 0
-            connection_id = tx.find_connection_id(org_id, session.customer_id, manufacturer.slug)
-            exists = connection_id is not None
-            connection_id = connection_id or ids.new_id()
-            tx.save_connection(
-                connection_id=connection_id,
-                exists=exists,
+
+            def seal(connection_id: str) -> tuple[bytes, bytes | None]:
+                access = self._sealer.seal_text(
+                    tokens.access_token, token_context(connection_id, "access")
+                )
+                if not tokens.refresh_token:
+                    return access, None
+                refresh = self._sealer.seal_text(
+                    tokens.refresh_token, token_context(connection_id, "refresh")
+                )
+                return access, refresh
+
+            connection_id = tx.save_connection(
+                new_id=ids.new_id(),
                 org_id=org_id,
                 customer_id=session.customer_id,
                 manufacturer=manufacturer.slug,
-                access_token_sealed=self._sealer.seal_text(
-                    tokens.access_token, token_context(connection_id, "access")
-                ),
-                refresh_token_sealed=self._sealer.seal_text(
-                    tokens.refresh_token, token_context(connection_id, "refresh")
-                )
-                if tokens.refresh_token
-                else None,
+                seal_tokens=seal,
                 token_expires_at=tokens.expires_at,
                 scope=tokens.scope,
                 now=now,

@@ -497,43 +497,61 @@ class Transaction:
     def save_connection(
         self,
         *,
-        connection_id: str,
-        exists: bool,
+        new_id: str,
         org_id: str,
         customer_id: str,
         manufacturer: str,
-        access_token_sealed: bytes,
-        refresh_token_sealed: bytes | None,
+        seal_tokens: Callable[[str], tuple[bytes, bytes | None]],
         token_expires_at: datetime | None,
         scope: str,
         now: datetime,
-    ) -> None:
-        values = {
-            "status": "active",
-            "access_token_sealed": access_token_sealed,
-            "refresh_token_sealed": refresh_token_sealed,
-            "token_expires_at": to_db_time(token_expires_at) if token_expires_at else None,
-            "scope": scope,
-            "updated_at": to_db_time(now),
-        }
-        if exists:
-            self._c.execute(
-                schema.manufacturer_connections.update()
-                .where(schema.manufacturer_connections.c.id == connection_id)
-                .values(**values)
-            )
-            return
+    ) -> str:
+        """Creates or refreshes the customer's connection to ``manufacturer``; returns its
+        id. ``seal_tokens(connection_id)`` seals the tokens bound to that id. Two sessions
+        completing at once for one customer and manufacturer (replicas on PostgreSQL)
+        meet at the unique constraint: the later one updates the row the first created."""
+        connection_id = self.find_connection_id(org_id, customer_id, manufacturer)
+        if connection_id is None:
+            access, refresh = seal_tokens(new_id)
+            try:
+                with self._c.begin_nested():
+                    self._c.execute(
+                        schema.manufacturer_connections.insert(),
+                        dict(
+                            id=new_id,
+                            organization_id=org_id,
+                            customer_id=customer_id,
+                            manufacturer=manufacturer,
+                            status="active",
+                            access_token_sealed=access,
+                            refresh_token_sealed=refresh,
+                            token_expires_at=to_db_time(token_expires_at)
+                            if token_expires_at
+                            else None,
+                            scope=scope,
+                            created_at=to_db_time(now),
+                            updated_at=to_db_time(now),
+                        ),
+                    )
+                return new_id
+            except IntegrityError:
+                connection_id = self.find_connection_id(org_id, customer_id, manufacturer)
+                if connection_id is None:
+                    raise
+        access, refresh = seal_tokens(connection_id)
         self._c.execute(
-            schema.manufacturer_connections.insert(),
-            dict(
-                id=connection_id,
-                organization_id=org_id,
-                customer_id=customer_id,
-                manufacturer=manufacturer,
-                created_at=to_db_time(now),
-                **values,
-            ),
+            schema.manufacturer_connections.update()
+            .where(schema.manufacturer_connections.c.id == connection_id)
+            .values(
+                status="active",
+                access_token_sealed=access,
+                refresh_token_sealed=refresh,
+                token_expires_at=to_db_time(token_expires_at) if token_expires_at else None,
+                scope=scope,
+                updated_at=to_db_time(now),
+            )
         )
+        return connection_id
 
     def count_connected_devices(self, org_id: str, customer_id: str) -> int:
         d = schema.devices.c
@@ -583,23 +601,32 @@ class Transaction:
                 "status": "connected",
                 "updated_at": to_db_time(now),
             }
-            if device.external_id in existing:
-                device_id = existing[device.external_id]
+            device_id = existing.get(device.external_id, "")
+            if not device_id:
+                try:
+                    with self._c.begin_nested():
+                        self._c.execute(
+                            schema.devices.insert(),
+                            dict(
+                                id=new_id,
+                                organization_id=org_id,
+                                connection_id=connection_id,
+                                manufacturer=manufacturer,
+                                external_id=device.external_id,
+                                created_at=to_db_time(now),
+                                **values,
+                            ),
+                        )
+                    device_id = new_id
+                except IntegrityError:
+                    # A concurrent completion stored this device first: refresh it.
+                    device_id = self._c.execute(
+                        sa.select(d.id).where(
+                            d.connection_id == connection_id, d.external_id == device.external_id
+                        )
+                    ).scalar_one()
+            if device_id != new_id:
                 self._c.execute(schema.devices.update().where(d.id == device_id).values(**values))
-            else:
-                device_id = new_id
-                self._c.execute(
-                    schema.devices.insert(),
-                    dict(
-                        id=device_id,
-                        organization_id=org_id,
-                        connection_id=connection_id,
-                        manufacturer=manufacturer,
-                        external_id=device.external_id,
-                        created_at=to_db_time(now),
-                        **values,
-                    ),
-                )
             ids.append(device_id)
         return ids
 
