@@ -64,7 +64,7 @@ buf-breaking: $(BUF)
 	else echo "buf breaking: the baseline has no protos yet, nothing to compare"; fi
 
 bench: $(STAMP)
-	$(PY) bench/load.py
+	PYTHONPATH=tests $(PY) bench/load.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .tools $(DATA_DIR)

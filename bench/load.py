@@ -19,9 +19,6 @@ import asyncio
 import json
 import os
 import secrets
-import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -30,13 +27,14 @@ from pathlib import Path
 
 import grpc
 import httpx
+
+# The e2e helpers start the real server process the same way the tests do (PYTHONPATH=tests).
+from e2e_support import Server, cli, make_org, server_env
 from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from texture.connect.v1 import connection_pb2 as pb
 from texture.connect.v1 import connection_pb2_grpc
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from e2e_support import Server, cli, make_org, server_env  # noqa: E402
 
 
 @dataclass

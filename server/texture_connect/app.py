@@ -18,7 +18,12 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from starlette.applications import Starlette
 
-from texture.connect.v1 import callback_pb2_grpc, connection_pb2, connection_pb2_grpc
+from texture.connect.v1 import (
+    callback_pb2,
+    callback_pb2_grpc,
+    connection_pb2,
+    connection_pb2_grpc,
+)
 from texture_connect.config import Settings
 from texture_connect.crypto import Sealer, development_key
 from texture_connect.domain.catalog import Catalog
@@ -39,7 +44,10 @@ from texture_connect.storage import Store, open_store
 
 log = logging.getLogger("texture_connect")
 
-SERVICE_NAMES = (connection_pb2.DESCRIPTOR.services_by_name["ConnectionService"].full_name,)
+SERVICE_NAMES = (
+    connection_pb2.DESCRIPTOR.services_by_name["ConnectionService"].full_name,
+    callback_pb2.DESCRIPTOR.services_by_name["CallbackService"].full_name,
+)
 
 
 class NotMigratedError(RuntimeError):
