@@ -23,30 +23,49 @@ from texture.connect.v1 import (
     callback_pb2_grpc,
     connection_pb2,
     connection_pb2_grpc,
+    customers_pb2,
+    customers_pb2_grpc,
+    devices_pb2,
+    devices_pb2_grpc,
+    manufacturer_connections_pb2,
+    manufacturer_connections_pb2_grpc,
 )
 from texture_connect.config import Settings
 from texture_connect.crypto import Sealer, development_key
-from texture_connect.domain.catalog import Catalog
+from texture_connect.domain.catalog import Catalog, Manufacturer
 from texture_connect.domain.keys import KeyKind, hash_key, new_key
 from texture_connect.domain.records import Principal
 from texture_connect.http.app import create_http_app
 from texture_connect.http.sandbox import create_sandbox_app
 from texture_connect.manufacturers.catalog_file import load_catalog
-from texture_connect.manufacturers.devices import adapter_for
+from texture_connect.manufacturers.devices import DeviceAdapter, adapter_for
 from texture_connect.services.callback_service import CallbackService, CallbackSettings
 from texture_connect.services.connection_service import ConnectionService, ConnectionSettings
+from texture_connect.services.customer_service import CustomerService
+from texture_connect.services.device_service import DeviceService
 from texture_connect.services.interceptors import (
     AccessLogInterceptor,
     AuthInterceptor,
     RichExceptionToStatusInterceptor,
 )
+from texture_connect.services.manufacturer_connection_service import (
+    ManufacturerConnectionService,
+)
+from texture_connect.services.token_access import TokenAccess
 from texture_connect.storage import Store, open_store
 
 log = logging.getLogger("texture_connect")
 
-SERVICE_NAMES = (
-    connection_pb2.DESCRIPTOR.services_by_name["ConnectionService"].full_name,
-    callback_pb2.DESCRIPTOR.services_by_name["CallbackService"].full_name,
+SERVICE_NAMES = tuple(
+    service.full_name
+    for module in (
+        connection_pb2,
+        callback_pb2,
+        devices_pb2,
+        customers_pb2,
+        manufacturer_connections_pb2,
+    )
+    for service in module.DESCRIPTOR.services_by_name.values()
 )
 
 
@@ -131,6 +150,10 @@ async def create_grpc_server(
         ),
         server,
     )
+
+    def adapters(manufacturer: Manufacturer) -> DeviceAdapter:
+        return adapter_for(manufacturer, sandbox_url=settings.sandbox_url)
+
     callback_pb2_grpc.add_CallbackServiceServicer_to_server(
         CallbackService(
             store=store,
@@ -140,10 +163,27 @@ async def create_grpc_server(
                 callback_url=settings.callback_url,
                 secrets_env=settings.manufacturer_secrets(),
             ),
-            adapter_for=lambda m: adapter_for(m, sandbox_url=settings.sandbox_url),
+            adapter_for=adapters,
             clock=clock,
         ),
         server,
+    )
+    tokens = TokenAccess(
+        store=store,
+        sealer=sealer,
+        catalog=catalog,
+        secrets_env=settings.manufacturer_secrets(),
+        clock=clock,
+    )
+    devices_pb2_grpc.add_DeviceServiceServicer_to_server(
+        DeviceService(
+            store=store, catalog=catalog, tokens=tokens, adapter_for=adapters, clock=clock
+        ),
+        server,
+    )
+    customers_pb2_grpc.add_CustomerServiceServicer_to_server(CustomerService(store=store), server)
+    manufacturer_connections_pb2_grpc.add_ManufacturerConnectionServiceServicer_to_server(
+        ManufacturerConnectionService(store=store, clock=clock), server
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -181,6 +221,7 @@ def build_http_app(settings: Settings, grpc_target: str, internal_key_value: str
         sandbox = create_sandbox_app(
             base_url=settings.sandbox_url,
             clients={"texture-dev": settings.sandbox_client_secret},
+            access_token_ttl=settings.sandbox_token_ttl,
         )
     return create_http_app(
         grpc_target=grpc_target, internal_key=internal_key_value, sandbox=sandbox

@@ -30,6 +30,8 @@ class Settings:
     sandbox_url: str
     # The sandbox manufacturer's OAuth client secret (both sides of the sandbox use it).
     sandbox_client_secret: str
+    # Lifetime of the sandbox's access tokens, seconds.
+    sandbox_token_ttl: int
     # Empty: use (or create) the development credential in the data directory.
     internal_key: str
     log_level: str
@@ -53,13 +55,7 @@ class Settings:
         data_dir = Path(env.get("TEXTURE_DATA_DIR", "var"))
         http_addr = env.get("TEXTURE_HTTP_ADDR", "127.0.0.1:8080")
         public_url = env.get("TEXTURE_PUBLIC_URL", f"http://{http_addr}").rstrip("/")
-        ttl_text = env.get("TEXTURE_SESSION_TTL", "1800")
-        try:
-            ttl = int(ttl_text)
-        except ValueError:
-            raise ConfigError("TEXTURE_SESSION_TTL must be a number of seconds") from None
-        if ttl <= 0:
-            raise ConfigError("TEXTURE_SESSION_TTL must be positive")
+        ttl = _positive_int(env, "TEXTURE_SESSION_TTL", 1800)
         return cls(
             database_url=env.get("TEXTURE_DATABASE_URL", f"sqlite:///{data_dir}/texture.db"),
             data_dir=data_dir,
@@ -76,6 +72,7 @@ class Settings:
             sandbox_client_secret=env.get(
                 "TEXTURE_SANDBOX_CLIENT_SECRET", "sandbox-development-secret"
             ),
+            sandbox_token_ttl=_positive_int(env, "TEXTURE_SANDBOX_TOKEN_TTL", 3600),
             internal_key=env.get("TEXTURE_INTERNAL_KEY", ""),
             log_level=env.get("TEXTURE_LOG_LEVEL", "INFO"),
             secrets_env=dict(env),
@@ -84,3 +81,13 @@ class Settings:
     def manufacturer_secrets(self) -> dict[str, str]:
         """The environment plus the sandbox's development secret, unless one is set."""
         return {"TEXTURE_SANDBOX_CLIENT_SECRET": self.sandbox_client_secret, **self.secrets_env}
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    try:
+        value = int(env.get(name, str(default)))
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number of seconds") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive")
+    return value

@@ -788,7 +788,12 @@ async def test_state_of_another_accounts_device_is_404(client: httpx.AsyncClient
 
 async def test_stats_counters(client: httpx.AsyncClient) -> None:
     empty = (await client.get("/sandbox/_stats")).json()
-    assert empty == {"token_requests": {}, "authorization_code_grants": {}, "refresh_grants": {}}
+    assert empty == {
+        "token_requests": {},
+        "authorization_code_grants": {},
+        "refresh_grants": {},
+        "credential_logins": {},
+    }
 
     tesla = await connect(client, "tesla")
     await refresh(client, "tesla", tesla["refresh_token"])
@@ -801,6 +806,7 @@ async def test_stats_counters(client: httpx.AsyncClient) -> None:
         "token_requests": {"tesla": 2, "enphase": 2},
         "authorization_code_grants": {"tesla": 1, "enphase": 1},
         "refresh_grants": {"tesla": 1},
+        "credential_logins": {},
     }
 
 
@@ -809,6 +815,7 @@ def test_user_table_is_complete() -> None:
         "user_good",
         "user_ev",
         "user_solar",
+        "user_otp",
         "user_denied",
         "user_vendor_denied",
         "user_incompatible",
@@ -816,5 +823,6 @@ def test_user_table_is_complete() -> None:
         "user_server_error",
         "user_unavailable",
         "user_weird",
+        "user_refresh_revoked",
         "user_token_fail",
     }

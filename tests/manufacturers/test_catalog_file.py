@@ -58,6 +58,10 @@ CREDENTIALS_ENTRY = """
 name = "Acme"
 device_types = ["battery"]
 auth = "credentials"
+credentials.login_url = "{sandbox}/acme/api/login"
+credentials.otp_url = "{sandbox}/acme/api/login/otp"
+credentials.client_id = "texture-dev"
+credentials.client_secret_env = "ACME_SECRET"
 """
 
 

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
@@ -43,15 +42,7 @@ async def table_names(store: Store) -> set[str]:
 
 
 async def downgrade(store: Store, revision: str) -> None:
-    """``alembic downgrade`` on the store's database, the way ``Database.migrate`` upgrades:
-    the connection is handed to env.py through ``config.attributes``."""
-    config = Database._alembic_config()
-
-    def run(connection: sa.Connection) -> None:
-        config.attributes["connection"] = connection
-        command.downgrade(config, revision)
-
-    await store.database.run(run, write=True)
+    await store.database.downgrade(revision)
 
 
 async def test_migrated_database_matches_schema_metadata(store: Store) -> None:
@@ -114,6 +105,7 @@ async def test_upgrading_from_0001_keeps_existing_rows(fresh_store: Store) -> No
     org = Organization(ids.new_id(), "Energy Coffee", True)
     customer = Customer(ids.new_id(), org.id, "crm-1", "Ada", "Lovelace", "ada@example.com")
     key_id, key_hash = "key_" + ids.new_id(), hash_key("tx_sk_legacy")
+    attempt_id = ids.new_id()
     session = NewSession(
         id=ids.new_id(),
         organization_id=org.id,
@@ -140,6 +132,14 @@ async def test_upgrading_from_0001_keeps_existing_rows(fresh_store: Store) -> No
         )
         tx.insert_customer(customer, now)
         tx.insert_session(session)
+        tx.insert_authorization_attempt(
+            attempt_id=attempt_id,
+            session_id=session.id,
+            manufacturer="sandbox",
+            state_hash=hash_key("state"),
+            code_verifier_sealed=b"sealed",
+            now=now,
+        )
 
     await store.write(seed)
 
@@ -157,6 +157,56 @@ async def test_upgrading_from_0001_keeps_existing_rows(fresh_store: Store) -> No
         ("legacy",),
         now,
     )
+    attempt = await store.read(lambda tx: tx.get_authorization_attempt(attempt_id))
+    assert attempt is not None and attempt.session_id == session.id
     # The column 0002 added works on the old row.
     claimed = await store.write(lambda tx: tx.claim_session_callback(session.id, now, now))
     assert claimed is True
+
+
+async def test_downgrading_to_0001_keeps_existing_rows(store: Store) -> None:
+    now = datetime(2026, 12, 3, 16, 0, tzinfo=UTC)
+    org = Organization(ids.new_id(), "Energy Coffee", True)
+    customer = Customer(ids.new_id(), org.id, "crm-1")
+    session = NewSession(
+        id=ids.new_id(),
+        organization_id=org.id,
+        link_token_hash=hash_key("link_rollback"),
+        mode="standard",
+        customer_id=customer.id,
+        site_id=None,
+        reference_id="crm-1",
+        tags=(),
+        client_name="Energy Coffee",
+        redirect_url="https://app.example.com/done",
+        manufacturers=("sandbox",),
+        device_types=(),
+        customer_info=None,
+        customer_form_bypassed=False,
+        created_at=now,
+        expires_at=datetime(2099, 1, 1, tzinfo=UTC),
+    )
+    attempt_id = ids.new_id()
+
+    def seed(tx: Any) -> None:
+        tx.insert_organization(org, now)
+        tx.insert_customer(customer, now)
+        tx.insert_session(session)
+        tx.insert_authorization_attempt(
+            attempt_id=attempt_id,
+            session_id=session.id,
+            manufacturer="sandbox",
+            state_hash=hash_key("state"),
+            code_verifier_sealed=b"sealed",
+            now=now,
+        )
+
+    await store.write(seed)
+
+    await downgrade(store, "0001")
+
+    assert await store.database.current_revision() == "0001"
+    attempt = await store.read(lambda tx: tx.get_authorization_attempt(attempt_id))
+    assert attempt is not None and attempt.session_id == session.id
+    await store.database.migrate()
+    assert await store.read(lambda tx: tx.get_session(org.id, session.id)) is not None

@@ -749,7 +749,7 @@ async def test_concurrent_claims_grant_exactly_one(store: Store, clock: ManualCl
     assert sorted(results) == [False] * 9 + [True]
 
 
-async def test_ending_a_session_releases_nothing_for_a_new_claim(
+async def test_completed_session_stays_unclaimable_after_its_claim_is_cleared(
     store: Store, clock: ManualClock
 ) -> None:
     # end_session clears the claim marker, but a completed session stays unclaimable.
@@ -979,7 +979,7 @@ async def test_scoped_key_resolves_to_a_scoped_principal(store: Store, clock: Ma
     )
 
     principal = await store.read(lambda tx: tx.principal_for_key_hash(hash_key(key)))
-    assert principal == Principal(KeyKind.SCOPED, key_id, org)
+    assert principal == Principal(KeyKind.SCOPED, key_id, org, customer.id, connection_id)
     k = schema.api_keys
     (row,) = await select_all(store, sa.select(k).where(k.c.id == key_id))
     assert (row.customer_id, row.connection_id) == (customer.id, connection_id)
@@ -1081,6 +1081,39 @@ async def test_stale_idempotent_response_is_replaced(store: Store, clock: Manual
         b"new",
         clock(),
     )
+
+
+async def test_at_the_window_edge_a_response_is_still_live_for_replay_and_conflict(
+    store: Store, clock: ManualClock
+) -> None:
+    org = await add_org(store, clock)
+    await store.write(put(org.id, "req-1", "fp-first", clock()))
+    clock.advance(hours=24)
+
+    stored = await store.read(get(org.id, "req-1", clock()))
+    assert stored is not None and stored.fingerprint == "fp-first"
+    with pytest.raises(IdempotencyConflict):
+        await store.write(put(org.id, "req-1", "fp-second", clock()))
+
+
+async def test_concurrent_puts_of_one_request_id_store_exactly_one(
+    store: Store, clock: ManualClock
+) -> None:
+    org = await add_org(store, clock)
+
+    async def attempt(n: int) -> str:
+        try:
+            await store.write(put(org.id, "req-1", f"fp-{n}", clock()))
+        except IdempotencyConflict:
+            return "conflict"
+        return f"fp-{n}"
+
+    results = await asyncio.gather(*(attempt(n) for n in range(5)))
+
+    winners = [result for result in results if result != "conflict"]
+    assert len(winners) == 1
+    stored = await store.read(get(org.id, "req-1", clock()))
+    assert stored is not None and stored.fingerprint == winners[0]
 
 
 async def test_idempotency_conflict_rolls_back_the_whole_unit_of_work(

@@ -38,6 +38,26 @@ class OAuthSettings:
 
 
 @dataclass(frozen=True)
+class CredentialSettings:
+    """A credential-based manufacturer's direct sign-in API (manufacturers/credentials.py).
+
+    The customer's username and password go to ``login_url`` once, and a one-time code (when
+    the manufacturer asks for one) to ``otp_url``; both answer OAuth-style tokens. We
+    authenticate as a client with HTTP Basic ``client_id`` and the secret held in the
+    environment variable named ``client_secret_env``."""
+
+    login_url: str
+    otp_url: str
+    client_id: str
+    # The name of the environment variable holding the client secret, never the secret.
+    client_secret_env: str
+    # Where the refresh token is refreshed with an RFC 6749 §6 refresh grant (same client
+    # authentication). Empty: the manufacturer has no refresh, so a connection must be
+    # authorized again (the customer signs in again) when its access token expires.
+    token_endpoint: str = ""
+
+
+@dataclass(frozen=True)
 class Manufacturer:
     slug: str
     display_name: str
@@ -48,6 +68,8 @@ class Manufacturer:
     # The manufacturer's own OAuth error codes mapped to normalized texture_error values.
     error_codes: Mapping[str, str] = field(default_factory=dict)
     device_api_url: str = ""
+    # The sign-in API of an AuthKind.CREDENTIALS manufacturer (the catalog file requires it).
+    credentials: CredentialSettings | None = None
 
 
 @dataclass(frozen=True)

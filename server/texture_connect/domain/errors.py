@@ -89,6 +89,48 @@ REASONS = _registry(
         Code.INVALID_ARGUMENT,
         "The manufacturer is not offered by this connect session or does not use OAuth.",
     ),
+    Reason("DEVICE_NOT_FOUND", Code.NOT_FOUND, "No such device in this organization."),
+    Reason(
+        "MANUFACTURER_CONNECTION_NOT_FOUND",
+        Code.NOT_FOUND,
+        "No such manufacturer connection in this organization.",
+    ),
+    Reason(
+        "SCOPED_KEY_FORBIDDEN",
+        Code.PERMISSION_DENIED,
+        "This scoped key only opens the devices of the customer it was issued for.",
+    ),
+    Reason(
+        "SECRET_KEY_REQUIRED",
+        Code.PERMISSION_DENIED,
+        "This method needs a secret key.",
+    ),
+    Reason(
+        "CONNECTION_NEEDS_REAUTHORIZATION",
+        Code.FAILED_PRECONDITION,
+        "The manufacturer no longer accepts this connection's grant: the customer must "
+        "authorize again (create a connect session for the same customer and manufacturer).",
+    ),
+    Reason(
+        "CONNECTION_DISCONNECTED",
+        Code.FAILED_PRECONDITION,
+        "This device's manufacturer connection was disconnected.",
+    ),
+    Reason(
+        "SUBSCRIPTION_REQUIRED",
+        Code.FAILED_PRECONDITION,
+        "The manufacturer account lacks an active connected-services subscription.",
+    ),
+    Reason(
+        "DEVICE_NOT_AT_MANUFACTURER",
+        Code.FAILED_PRECONDITION,
+        "The manufacturer no longer reports this device on the customer's account.",
+    ),
+    Reason(
+        "MANUFACTURER_UNAVAILABLE",
+        Code.UNAVAILABLE,
+        "The manufacturer did not answer as expected; retry later.",
+    ),
     Reason("INTERNAL", Code.INTERNAL, "An internal error occurred."),
     Reason("UNAVAILABLE", Code.UNAVAILABLE, "The service is temporarily unavailable."),
 )

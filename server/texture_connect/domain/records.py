@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from texture_connect.domain.addresses import Address
@@ -25,6 +25,9 @@ class Principal:
     key_kind: KeyKind
     key_id: str
     organization: Organization | None = None
+    # Scoped keys only: the customer (and connection) the key was minted for.
+    customer_id: str = ""
+    connection_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,10 @@ class Customer:
     last_name: str = ""
     email: str = ""
     phone: str = ""
+    # Bookkeeping, not content: two reads of one customer compare equal across updates
+    # of nothing but time.
+    created_at: datetime | None = field(default=None, compare=False)
+    updated_at: datetime | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -45,6 +52,7 @@ class Site:
     customer_id: str
     address: Address
     address_key: str
+    created_at: datetime | None = field(default=None, compare=False)
 
 
 class SessionStatus(enum.Enum):
@@ -100,3 +108,74 @@ class ConnectedDevice:
     model: str
     serial_number: str
     name: str
+
+
+@dataclass(frozen=True)
+class Device:
+    id: str
+    organization_id: str
+    customer_id: str
+    site_id: str  # empty when the customer has no site yet
+    connection_id: str
+    manufacturer: str
+    external_id: str
+    type: str
+    model: str
+    serial_number: str
+    name: str
+    reference_id: str
+    tags: tuple[str, ...]
+    status: str  # "connected" or "disconnected"
+    created_at: datetime
+    updated_at: datetime
+
+
+class ConnectionStatus(enum.Enum):
+    ACTIVE = "active"
+    NEEDS_REAUTHORIZATION = "needs_reauthorization"
+    DISCONNECTED = "disconnected"
+
+
+@dataclass(frozen=True)
+class ManufacturerConnection:
+    id: str
+    organization_id: str
+    customer_id: str
+    manufacturer: str
+    status: ConnectionStatus
+    scope: str
+    token_expires_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, repr=False)
+class StoredTokens:
+    """A connection's sealed tokens and the bookkeeping of their refresh."""
+
+    connection_id: str
+    organization_id: str
+    manufacturer: str
+    status: ConnectionStatus
+    access_token_sealed: bytes | None
+    refresh_token_sealed: bytes | None
+    token_expires_at: datetime | None
+    # Bumped by every token change: waiters compare it to see a refresh land.
+    token_generation: int
+    refresh_claimed_at: datetime | None
+
+    def __repr__(self) -> str:
+        return f"StoredTokens({self.connection_id!r}, generation={self.token_generation})"
+
+
+@dataclass(frozen=True)
+class DeviceFilter:
+    """ListDevices filters; empty strings match everything. ``customer_id`` is also how a
+    scoped key is confined to its own customer."""
+
+    customer_id: str = ""
+    site_id: str = ""
+    reference_id: str = ""
+    tag: str = ""
+    manufacturer: str = ""
+    device_type: str = ""

@@ -5,6 +5,11 @@ It impersonates any manufacturer whose slug appears in the URL path (``/tesla/..
 memory: this is a fake vendor that Texture Connect talks to in development, tests and benchmarks,
 not part of our own service.
 
+It also speaks a direct-credentials API, the way manufacturers without OAuth do:
+``POST /{M}/api/login`` with a customer's username and password (and, for ``user_otp``,
+``POST /{M}/api/login/otp`` with a one-time code) answers the same tokens as the token
+endpoint, usable at the device API and refreshable at ``/{M}/oauth/token``.
+
 Mount it with ``Mount("/sandbox", app=create_sandbox_app(base_url=".../sandbox", ...))``. The
 issuer of manufacturer ``M`` is ``f"{base_url}/{M}"``.
 
@@ -39,6 +44,10 @@ from starlette.routing import Route
 
 __all__ = [
     "AUTHORIZATION_CODE_TTL_SECONDS",
+    "OTP_CHALLENGE_TTL_SECONDS",
+    "OTP_DELIVERY",
+    "OTP_MAX_FAILURES",
+    "SANDBOX_ONE_TIME_CODE",
     "SANDBOX_PASSWORD",
     "SANDBOX_USERS",
     "SandboxDevice",
@@ -52,6 +61,16 @@ SANDBOX_PASSWORD: Final = "pass_good"
 AUTHORIZATION_CODE_TTL_SECONDS: Final = 60
 DEFAULT_SCOPE: Final = "devices:read"
 WRONG_CREDENTIALS_MESSAGE: Final = "Wrong username or password"
+# The credential login API's one-time-code step (user_otp).
+SANDBOX_ONE_TIME_CODE: Final = "123456"
+OTP_DELIVERY: Final = "sms to \u2022\u2022\u2022\u2022 0100"
+OTP_CHALLENGE_TTL_SECONDS: Final = 300
+# Wrong codes a challenge allows; the last of them ends it (after that: challenge_expired).
+OTP_MAX_FAILURES: Final = 3
+# Scripted authorization errors that the credential login API answers as HTTP failures.
+_LOGIN_FAILURE_STATUS: Final[Mapping[str, int]] = MappingProxyType(
+    {"server_error": 500, "temporarily_unavailable": 503}
+)
 
 _MANUFACTURER_RE: Final = re.compile(r"[a-z0-9_-]{1,64}")
 # RFC 7636 §4.2: S256 challenge = BASE64URL(SHA256(verifier)) without padding = 43 characters.
@@ -108,6 +127,10 @@ class SandboxUser:
     token_exchange_fails: bool = False
     # The device API answers 403 {"error": "subscription_required"}.
     subscription_required: bool = False
+    # The user revoked access at the manufacturer: every refresh grant is invalid_grant.
+    refresh_revoked: bool = False
+    # The credential login API asks for SANDBOX_ONE_TIME_CODE before it answers tokens.
+    one_time_code_required: bool = False
 
 
 _BATTERY = SandboxDevice("battery", "SBX-BAT-13", "Home Battery")
@@ -126,6 +149,13 @@ SANDBOX_USERS: Final[Mapping[str, SandboxUser]] = _users(
     SandboxUser("user_good", "A battery and a thermostat", (_BATTERY, _THERMOSTAT)),
     SandboxUser("user_ev", "A vehicle and a charger", (_VEHICLE, _CHARGER)),
     SandboxUser("user_solar", "An inverter and a battery", (_INVERTER, _BATTERY)),
+    SandboxUser(
+        "user_otp",
+        "A battery and an inverter; the credential login API asks for the one-time code "
+        f"{SANDBOX_ONE_TIME_CODE}",
+        (_BATTERY, _INVERTER),
+        one_time_code_required=True,
+    ),
     SandboxUser(
         "user_denied",
         "Answers error=access_denied even on Allow",
@@ -166,6 +196,12 @@ SANDBOX_USERS: Final[Mapping[str, SandboxUser]] = _users(
         "Answers the unrecognised error=quantum_flux_detected",
         (_BATTERY,),
         authorization_error="quantum_flux_detected",
+    ),
+    SandboxUser(
+        "user_refresh_revoked",
+        "A battery and a thermostat; every refresh answers invalid_grant (access revoked)",
+        (_BATTERY, _THERMOSTAT),
+        refresh_revoked=True,
     ),
     SandboxUser(
         "user_token_fail",
@@ -239,10 +275,21 @@ class _AuthorizationRequest:
 
 
 @dataclass(slots=True)
+class _OtpChallenge:
+    manufacturer: str
+    client_id: str
+    username: str
+    issued_at: float
+    failures: int = 0
+
+
+@dataclass(slots=True)
 class _Stats:
     token_requests: Counter[str] = field(default_factory=Counter)
     authorization_code_grants: Counter[str] = field(default_factory=Counter)
     refresh_grants: Counter[str] = field(default_factory=Counter)
+    # Requests to POST /{M}/api/login, whatever their outcome.
+    credential_logins: Counter[str] = field(default_factory=Counter)
 
 
 # --------------------------------------------------------------------------------------------
@@ -393,6 +440,31 @@ def _json_error(
     )
 
 
+async def _read_params(request: Request, *, json_allowed: bool = False) -> FormData | Response:
+    """The request's parameters: an application/x-www-form-urlencoded body (each parameter at
+    most once), or, when ``json_allowed``, a JSON object whose values are strings."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if json_allowed and content_type == "application/json":
+        try:
+            body = await request.json()
+        except ValueError:
+            return _json_error("invalid_request", "The body is not valid JSON")
+        if not isinstance(body, dict) or not all(isinstance(v, str) for v in body.values()):
+            return _json_error("invalid_request", "The body must be a JSON object of strings")
+        return FormData(list(body.items()))
+    if content_type != "application/x-www-form-urlencoded":
+        if json_allowed:
+            return _json_error(
+                "invalid_request", "Use application/json or application/x-www-form-urlencoded"
+            )
+        return _json_error("invalid_request", "Use application/x-www-form-urlencoded")
+    form = await request.form()
+    repeated = sorted({key for key, _ in form.multi_items() if len(form.getlist(key)) > 1})
+    if repeated:  # RFC 6749 §3.2: parameters MUST NOT be included more than once.
+        return _json_error("invalid_request", f"Repeated parameter: {repeated[0]}")
+    return form
+
+
 def _not_found() -> JSONResponse:
     return JSONResponse({"error": "not_found"}, status_code=404)
 
@@ -497,6 +569,7 @@ class _Sandbox:
         self.codes: dict[str, _AuthorizationCode] = {}
         self.access_tokens: dict[str, _AccessToken] = {}
         self.refresh_tokens: dict[str, _RefreshToken] = {}
+        self.challenges: dict[str, _OtpChallenge] = {}
         self.counters = _Stats()
 
     def issuer(self, manufacturer: str) -> str:
@@ -799,13 +872,9 @@ class _Sandbox:
         self.counters.token_requests[manufacturer] += 1
 
         # RFC 6749 §3.2: parameters are sent application/x-www-form-urlencoded.
-        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if content_type != "application/x-www-form-urlencoded":
-            return _json_error("invalid_request", "Use application/x-www-form-urlencoded")
-        form = await request.form()
-        repeated = sorted({key for key, _ in form.multi_items() if len(form.getlist(key)) > 1})
-        if repeated:  # RFC 6749 §3.2: parameters MUST NOT be included more than once.
-            return _json_error("invalid_request", f"Repeated parameter: {repeated[0]}")
+        form = await _read_params(request)
+        if isinstance(form, Response):
+            return form
 
         client_id = self._authenticate_client(request, form)
         if isinstance(client_id, Response):
@@ -872,6 +941,8 @@ class _Sandbox:
             return _json_error("invalid_grant", "Unknown or rotated refresh token")
         if grant.client_id != client_id:  # RFC 6749 §6: bound to the client it was issued to
             return _json_error("invalid_grant", "The refresh token was issued to another client")
+        if SANDBOX_USERS[grant.username].refresh_revoked:
+            return _json_error("invalid_grant", "The user revoked this grant")
         scope = grant.scope
         requested = _form_str(form, "scope")
         if requested:
@@ -883,6 +954,106 @@ class _Sandbox:
         del self.refresh_tokens[token]
         self.counters.refresh_grants[manufacturer] += 1
         return self._token_response(manufacturer, client_id, grant.username, scope, grant.family)
+
+    # ------------------------------------------------------------------ credential login API
+
+    async def _credential_request(
+        self, request: Request, fields: tuple[str, str], counter: Counter[str] | None = None
+    ) -> tuple[str, str, tuple[str, str]] | Response:
+        """(manufacturer, client_id, the two required fields) of a credential API request from
+        an authenticated client, or the error response."""
+        manufacturer = _manufacturer(request)
+        if manufacturer is None:
+            return _not_found()
+        if counter is not None:
+            counter[manufacturer] += 1
+        params = await _read_params(request, json_allowed=True)
+        if isinstance(params, Response):
+            return params
+        client_id = self._authenticate_client(request, params)
+        if isinstance(client_id, Response):
+            return client_id
+        first, second = (_form_str(params, name) for name in fields)
+        if not first or not second:
+            return _json_error("invalid_request", f"{fields[0]} and {fields[1]} are required")
+        return manufacturer, client_id, (first, second)
+
+    async def login(self, request: Request) -> Response:
+        """POST /{M}/api/login: a customer's username and password, checked once."""
+        checked = await self._credential_request(
+            request, ("username", "password"), self.counters.credential_logins
+        )
+        if isinstance(checked, Response):
+            return checked
+        manufacturer, client_id, (username, password) = checked
+
+        user = SANDBOX_USERS.get(username)
+        password_ok = _constant_time_equals(password, SANDBOX_PASSWORD)
+        if user is None or not password_ok:
+            # Not even the username is logged: people type passwords into the wrong field.
+            logger.info("sandbox %s: credential login refused", manufacturer)
+            return _json_error("invalid_credentials", WRONG_CREDENTIALS_MESSAGE, status_code=401)
+
+        error = "server_error" if user.token_exchange_fails else user.authorization_error
+        if error is not None and error in _LOGIN_FAILURE_STATUS:
+            logger.info("sandbox %s: scripted login failure for %s", manufacturer, username)
+            return _json_error(
+                error,
+                _ERROR_DESCRIPTIONS[error],
+                status_code=_LOGIN_FAILURE_STATUS[error],
+            )
+
+        if user.one_time_code_required:
+            now = self.clock()
+            self._purge_challenges(now)
+            challenge_id = secrets.token_urlsafe(24)
+            self.challenges[challenge_id] = _OtpChallenge(manufacturer, client_id, username, now)
+            logger.info("sandbox %s: sent a one-time code to %s", manufacturer, username)
+            return JSONResponse(
+                {"otp_required": True, "challenge_id": challenge_id, "delivery": OTP_DELIVERY},
+                headers=_NO_STORE,
+            )
+
+        logger.info("sandbox %s: credential login for %s", manufacturer, username)
+        return self._token_response(
+            manufacturer, client_id, username, DEFAULT_SCOPE, secrets.token_hex(8)
+        )
+
+    async def login_otp(self, request: Request) -> Response:
+        """POST /{M}/api/login/otp: the one-time code of a challenge from /api/login."""
+        checked = await self._credential_request(request, ("challenge_id", "code"))
+        if isinstance(checked, Response):
+            return checked
+        manufacturer, client_id, (challenge_id, code) = checked
+
+        self._purge_challenges(self.clock())
+        challenge = self.challenges.get(challenge_id)
+        if (
+            challenge is None
+            or challenge.manufacturer != manufacturer
+            or challenge.client_id != client_id
+        ):
+            # Unknown, expired, used up or someone else's: all the same to the caller.
+            return _json_error(
+                "challenge_expired", "Sign in again to get a new code", status_code=401
+            )
+        if not _constant_time_equals(code, SANDBOX_ONE_TIME_CODE):
+            challenge.failures += 1
+            if challenge.failures >= OTP_MAX_FAILURES:
+                del self.challenges[challenge_id]
+            logger.info("sandbox %s: wrong one-time code", manufacturer)
+            return _json_error("invalid_otp", "Wrong one-time code", status_code=401)
+
+        del self.challenges[challenge_id]  # single use
+        logger.info("sandbox %s: one-time code accepted for %s", manufacturer, challenge.username)
+        return self._token_response(
+            manufacturer, client_id, challenge.username, DEFAULT_SCOPE, secrets.token_hex(8)
+        )
+
+    def _purge_challenges(self, now: float) -> None:
+        horizon = now - OTP_CHALLENGE_TTL_SECONDS
+        for key in [k for k, c in self.challenges.items() if c.issued_at <= horizon]:
+            del self.challenges[key]
 
     # ----------------------------------------------------------------------------- device API
 
@@ -987,6 +1158,7 @@ class _Sandbox:
                 "token_requests": dict(self.counters.token_requests),
                 "authorization_code_grants": dict(self.counters.authorization_code_grants),
                 "refresh_grants": dict(self.counters.refresh_grants),
+                "credential_logins": dict(self.counters.credential_logins),
             },
             headers={"Cache-Control": "no-store"},
         )
@@ -1020,6 +1192,8 @@ def create_sandbox_app(
         Route("/{manufacturer}/oauth/authorize", sandbox.authorize_get, methods=["GET"]),
         Route("/{manufacturer}/oauth/authorize", sandbox.authorize_post, methods=["POST"]),
         Route("/{manufacturer}/oauth/token", sandbox.token, methods=["POST"]),
+        Route("/{manufacturer}/api/login", sandbox.login, methods=["POST"]),
+        Route("/{manufacturer}/api/login/otp", sandbox.login_otp, methods=["POST"]),
         Route(
             "/{manufacturer}/.well-known/oauth-authorization-server",
             sandbox.metadata,

@@ -12,6 +12,7 @@ from texture_connect.domain.catalog import (
     DEVICE_TYPES,
     AuthKind,
     Catalog,
+    CredentialSettings,
     Manufacturer,
     OAuthSettings,
 )
@@ -37,6 +38,22 @@ def _text(table: dict[str, Any], key: str, where: str, sandbox_url: str) -> str:
     if not isinstance(value, str) or not value:
         raise CatalogError(f"{where}.{key} is required")
     return value.replace("{sandbox}", sandbox_url.rstrip("/"))
+
+
+def _optional_text(table: dict[str, Any], key: str, sandbox_url: str) -> str:
+    return str(table.get(key, "")).replace("{sandbox}", sandbox_url.rstrip("/"))
+
+
+def _credentials(table: Any, where: str, sandbox_url: str) -> CredentialSettings:
+    if not isinstance(table, dict):
+        raise CatalogError(f"{where} is required for a credentials manufacturer")
+    return CredentialSettings(
+        login_url=_text(table, "login_url", where, sandbox_url),
+        otp_url=_text(table, "otp_url", where, sandbox_url),
+        client_id=_text(table, "client_id", where, sandbox_url),
+        client_secret_env=_text(table, "client_secret_env", where, sandbox_url),
+        token_endpoint=_optional_text(table, "token_endpoint", sandbox_url),
+    )
 
 
 def _manufacturer(slug: str, entry: dict[str, Any], sandbox_url: str) -> Manufacturer:
@@ -67,17 +84,18 @@ def _manufacturer(slug: str, entry: dict[str, Any], sandbox_url: str) -> Manufac
             client_secret_env=_text(table, "client_secret_env", o, sandbox_url),
             scopes=_strings(table.get("scopes", []), f"{o}.scopes"),
             pkce=bool(table.get("pkce", True)),
-            issuer=str(table.get("issuer", "")).replace("{sandbox}", sandbox_url.rstrip("/")),
+            issuer=_optional_text(table, "issuer", sandbox_url),
         )
+    credentials = None
+    if auth_kind is AuthKind.CREDENTIALS:
+        credentials = _credentials(entry.get("credentials"), f"{where}.credentials", sandbox_url)
     error_codes = entry.get("error_codes", {})
     if not isinstance(error_codes, dict):
         raise CatalogError(f"{where}.error_codes must be a table")
     for code, target in error_codes.items():
         if target not in TEXTURE_ERRORS:
             raise CatalogError(f"{where}.error_codes.{code} maps to unknown error '{target}'")
-    device_api_url = str(entry.get("device_api_url", "")).replace(
-        "{sandbox}", sandbox_url.rstrip("/")
-    )
+    device_api_url = _optional_text(entry, "device_api_url", sandbox_url)
     if adapter == "generic_json" and not device_api_url:
         raise CatalogError(f"{where}.device_api_url is required for the generic_json adapter")
     name = entry.get("name")
@@ -92,6 +110,7 @@ def _manufacturer(slug: str, entry: dict[str, Any], sandbox_url: str) -> Manufac
         oauth=oauth,
         error_codes=dict(error_codes),
         device_api_url=device_api_url,
+        credentials=credentials,
     )
 
 

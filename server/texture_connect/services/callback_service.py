@@ -51,16 +51,13 @@ from texture_connect.manufacturers.tokens import (
     client_secret_for,
     exchange_code,
 )
+from texture_connect.services.token_access import token_context
 from texture_connect.storage import Store, Transaction
 
 log = logging.getLogger("texture_connect.callback")
 
 # A claim older than this belongs to a replica that died mid-exchange.
 CLAIM_TIMEOUT = timedelta(minutes=2)
-
-
-def token_context(connection_id: str, which: str) -> str:
-    return f"connection:{connection_id}:{which}"
 
 
 @dataclass(frozen=True)
@@ -166,7 +163,12 @@ class CallbackService(callback_pb2_grpc.CallbackServiceServicer):
         def record(tx: Transaction) -> bool:
             if not tx.use_authorization_attempt(attempt_id, now):
                 return False
-            if not TEXTURE_ERRORS[texture_error].retryable:
+            # Only an idle session may end here: another attempt may be completing it.
+            if not tx.claim_session_callback(session.id, now, now - CLAIM_TIMEOUT):
+                return False
+            if TEXTURE_ERRORS[texture_error].retryable:
+                tx.release_session_callback(session.id)
+            else:
                 tx.end_session(
                     session.id, status=SessionStatus.FAILED, now=now, error=texture_error
                 )

@@ -37,6 +37,17 @@ INTERNAL_PREFIXES = ("/texture.connect.v1.CallbackService/",)
 # The only method a publishable connect key may call (standard mode is checked by the
 # servicer, which sees the decoded request).
 CONNECT_KEY_METHODS = frozenset({"/texture.connect.v1.ConnectionService/CreateConnection"})
+# What a scoped key opens: reads of its own customer's devices and records (the servicers
+# confine it to that customer).
+SCOPED_KEY_METHODS = frozenset(
+    {
+        "/texture.connect.v1.DeviceService/ListDevices",
+        "/texture.connect.v1.DeviceService/GetDevice",
+        "/texture.connect.v1.DeviceService/GetDeviceState",
+        "/texture.connect.v1.CustomerService/GetCustomer",
+        "/texture.connect.v1.CustomerService/GetSite",
+    }
+)
 
 
 class AccessLogInterceptor(AsyncServerInterceptor):
@@ -152,7 +163,9 @@ class AuthInterceptor(AsyncServerInterceptor):
             raise fail("API_KEY_INVALID")
         if principal.key_kind is KeyKind.CONNECT and method_name not in CONNECT_KEY_METHODS:
             raise fail("CONNECT_KEY_NOT_ALLOWED")
-        if principal.key_kind not in (KeyKind.SECRET, KeyKind.CONNECT):
+        if principal.key_kind is KeyKind.SCOPED and method_name not in SCOPED_KEY_METHODS:
+            raise fail("SECRET_KEY_REQUIRED")
+        if principal.key_kind not in (KeyKind.SECRET, KeyKind.CONNECT, KeyKind.SCOPED):
             raise fail("API_KEY_INVALID", "This kind of key cannot call this method.")
         return principal
 

@@ -68,6 +68,12 @@ def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _raw_sqlite(connection: sa.Connection) -> Any:
+    """The driver's own connection, in autocommit: for pragmas that must run outside any
+    transaction (SQLAlchemy would begin one around exec_driver_sql)."""
+    return connection.connection.driver_connection
+
+
 def _on_sqlite_begin(connection: sa.Connection) -> None:
     if connection.get_execution_options().get("texture_write"):
         connection.exec_driver_sql("BEGIN IMMEDIATE")
@@ -118,7 +124,9 @@ class Database:
     def dialect(self) -> str:
         return self.target.dialect
 
-    async def run(self, work: Callable[[sa.Connection], T], *, write: bool) -> T:
+    async def run(
+        self, work: Callable[[sa.Connection], T], *, write: bool, migration: bool = False
+    ) -> T:
         """Runs ``work`` inside one transaction: committed when it returns, rolled back
         if it raises."""
         if self._sync_engine is not None:
@@ -128,8 +136,25 @@ class Database:
                 with engine.connect() as connection:
                     if write:
                         connection.execution_options(texture_write=True)
-                    with connection.begin():
-                        return work(connection)
+                    if migration:
+                        # Batch migrations rebuild tables (copy, drop, rename); SQLite would
+                        # refuse the drop while rows reference it. The pragma cannot change
+                        # inside a transaction, so it is turned off around it, and the
+                        # result is checked before the transaction commits.
+                        _raw_sqlite(connection).execute("PRAGMA foreign_keys=OFF")
+                    try:
+                        with connection.begin():
+                            result = work(connection)
+                            if migration:
+                                problems = connection.exec_driver_sql(
+                                    "PRAGMA foreign_key_check"
+                                ).fetchall()
+                                if problems:
+                                    raise RuntimeError(f"migration broke references: {problems}")
+                            return result
+                    finally:
+                        if migration:
+                            _raw_sqlite(connection).execute("PRAGMA foreign_keys=ON")
 
             executor = self._writer if write else self._readers
             return await asyncio.get_running_loop().run_in_executor(executor, job)
@@ -181,7 +206,16 @@ class Database:
             config.attributes["connection"] = connection
             command.upgrade(config, revision)
 
-        await self.run(upgrade, write=True)
+        await self.run(upgrade, write=True, migration=True)
+
+    async def downgrade(self, revision: str) -> None:
+        config = self._alembic_config()
+
+        def downgrade(connection: sa.Connection) -> None:
+            config.attributes["connection"] = connection
+            command.downgrade(config, revision)
+
+        await self.run(downgrade, write=True, migration=True)
 
     async def is_migrated(self) -> bool:
         return await self.current_revision() == self.head_revision()

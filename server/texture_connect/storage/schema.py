@@ -59,6 +59,7 @@ customers = sa.Table(
     sa.Column("created_at", sa.DateTime, nullable=False),
     sa.Column("updated_at", sa.DateTime, nullable=False),
     sa.Index("ix_customers_org_email", "organization_id", "email_key"),
+    sa.Index("ix_customers_org_created", "organization_id", "created_at", "id"),
     sa.Index("ix_customers_org_reference", "organization_id", "reference_id"),
 )
 
@@ -147,13 +148,20 @@ manufacturer_connections = sa.Table(
     sa.Column("organization_id", ID, sa.ForeignKey("organizations.id"), nullable=False),
     sa.Column("customer_id", ID, sa.ForeignKey("customers.id"), nullable=False),
     sa.Column("manufacturer", sa.String(64), nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),
+    # A ConnectionStatus value: active, needs_reauthorization or disconnected.
+    sa.Column("status", sa.String(32), nullable=False),
     sa.Column("access_token_sealed", sa.LargeBinary, nullable=True),
     sa.Column("refresh_token_sealed", sa.LargeBinary, nullable=True),
     sa.Column("token_expires_at", sa.DateTime, nullable=True),
     sa.Column("scope", sa.String(1000), nullable=False, default=""),
     sa.Column("created_at", sa.DateTime, nullable=False),
     sa.Column("updated_at", sa.DateTime, nullable=False),
+    # Bumped by every change of the tokens or the status (a save, a refresh, a
+    # disconnect): a reader waiting on another's refresh watches it change.
+    sa.Column("token_generation", sa.Integer, nullable=False, server_default="0"),
+    # Set while one caller refreshes the tokens: the claim that lets exactly one refresh
+    # run at a time across replicas (a claim older than the refresh timeout is abandoned).
+    sa.Column("refresh_claimed_at", sa.DateTime, nullable=True),
     sa.UniqueConstraint(
         "organization_id", "customer_id", "manufacturer", name="uq_connections_customer_mfr"
     ),
@@ -175,10 +183,21 @@ devices = sa.Table(
     sa.Column("serial_number", sa.String(200), nullable=False, default=""),
     sa.Column("name", sa.String(200), nullable=False, default=""),
     sa.Column("reference_id", sa.String(255), nullable=False),
-    sa.Column("tags", sa.JSON, nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("created_at", sa.DateTime, nullable=False),
     sa.Column("updated_at", sa.DateTime, nullable=False),
     sa.UniqueConstraint("connection_id", "external_id", name="uq_devices_connection_external"),
     sa.Index("ix_devices_org_customer", "organization_id", "customer_id"),
+    # ListDevices: newest first, (created_at, id) as the page cursor.
+    sa.Index("ix_devices_org_created", "organization_id", "created_at", "id"),
+)
+
+# A device's tags, one row each (the source of truth since 0003). The primary key serves
+# loading a page's tags; the (tag, device_id) index serves filtering by tag.
+device_tags = sa.Table(
+    "device_tags",
+    metadata,
+    sa.Column("device_id", ID, sa.ForeignKey("devices.id"), primary_key=True),
+    sa.Column("tag", sa.String(64), primary_key=True),
+    sa.Index("ix_device_tags_tag", "tag", "device_id"),
 )

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from texture_connect.domain.addresses import Address, normalized_address_key
@@ -23,12 +24,17 @@ from texture_connect.domain.keys import KeyKind
 from texture_connect.domain.records import (
     AuthorizationAttempt,
     ConnectedDevice,
+    ConnectionStatus,
     ConnectSession,
     Customer,
+    Device,
+    DeviceFilter,
+    ManufacturerConnection,
     Organization,
     Principal,
     SessionStatus,
     Site,
+    StoredTokens,
 )
 from texture_connect.storage import schema
 from texture_connect.storage.database import Database
@@ -86,10 +92,31 @@ class IdempotencyConflict(Exception):
 # Hot-path statements, built once: SQLAlchemy then skips rebuilding and re-keying the
 # expression on every call, which dominated the cost of CreateConnection.
 _k, _o, _cu, _si = schema.api_keys, schema.organizations, schema.customers, schema.sites
+_mc, _d, _dt = schema.manufacturer_connections, schema.devices, schema.device_tags
+_ACTIVE = ConnectionStatus.ACTIVE.value
+_DISCONNECTED = ConnectionStatus.DISCONNECTED.value
+# A scoped key opens nothing once its connection is disconnected (disconnecting also
+# revokes it; this holds even for a key minted while a disconnect was under way).
 _PRINCIPAL_BY_KEY_HASH = (
-    sa.select(_k.c.id, _k.c.kind, _o.c.id.label("org_id"), _o.c.name, _o.c.headless_enabled)
+    sa.select(
+        _k.c.id,
+        _k.c.kind,
+        _k.c.customer_id,
+        _k.c.connection_id,
+        _o.c.id.label("org_id"),
+        _o.c.name,
+        _o.c.headless_enabled,
+    )
     .join(_o, _o.c.id == _k.c.organization_id)
-    .where(_k.c.key_hash == sa.bindparam("key_hash"), _k.c.revoked_at.is_(None))
+    .outerjoin(
+        _mc,
+        sa.and_(_mc.c.id == _k.c.connection_id, _mc.c.organization_id == _k.c.organization_id),
+    )
+    .where(
+        _k.c.key_hash == sa.bindparam("key_hash"),
+        _k.c.revoked_at.is_(None),
+        sa.or_(_k.c.kind != KeyKind.SCOPED.value, _mc.c.status != _DISCONNECTED),
+    )
 )
 _CUSTOMER_ORDER = (_cu.c.created_at, _cu.c.id)
 _CUSTOMER_BY_ID = sa.select(_cu).where(
@@ -123,6 +150,75 @@ _CUSTOMER_SITES = (
     )
     .order_by(_si.c.created_at, _si.c.id)
 )
+_DEVICE_BY_ID = sa.select(_d).where(
+    _d.c.organization_id == sa.bindparam("org_id"), _d.c.id == sa.bindparam("device_id")
+)
+_TAG_CHUNK = 1000
+_TAGS_OF_DEVICES = sa.select(_dt.c.device_id, _dt.c.tag).where(
+    _dt.c.device_id.in_(sa.bindparam("device_ids", expanding=True))
+)
+# Adding a tag a device already has is a no-op, also when two transactions add it at once.
+_ADD_TAGS = {
+    "sqlite": sqlite.insert(_dt).on_conflict_do_nothing(),
+    "postgresql": postgresql.insert(_dt).on_conflict_do_nothing(),
+}
+_CONNECTION_BY_ID = sa.select(_mc).where(
+    _mc.c.organization_id == sa.bindparam("org_id"), _mc.c.id == sa.bindparam("connection_id")
+)
+_TOKENS_BY_CONNECTION = sa.select(_mc).where(_mc.c.id == sa.bindparam("connection_id"))
+
+
+def _newest_first(
+    statement: sa.Select[Any],
+    created_at: sa.ColumnElement[datetime],
+    row_id: sa.ColumnElement[str],
+    *,
+    limit: int,
+    after: tuple[datetime, str] | None,
+) -> sa.Select[Any]:
+    """Keyset pagination, newest first: ``after`` is the (created_at, id) of the previous
+    page's last item, and the id breaks ties between equal times."""
+    if after is not None:
+        at, last_id = to_db_time(after[0]), after[1]
+        statement = statement.where(
+            sa.or_(created_at < at, sa.and_(created_at == at, row_id < last_id))
+        )
+    return statement.order_by(created_at.desc(), row_id.desc()).limit(limit)
+
+
+def _device(row: Any, tags: list[str]) -> Device:
+    return Device(
+        id=row.id,
+        organization_id=row.organization_id,
+        customer_id=row.customer_id,
+        site_id=row.site_id or "",
+        connection_id=row.connection_id,
+        manufacturer=row.manufacturer,
+        external_id=row.external_id,
+        type=row.type,
+        model=row.model,
+        serial_number=row.serial_number,
+        name=row.name,
+        reference_id=row.reference_id,
+        tags=tuple(sorted(tags)),
+        status=row.status,
+        created_at=_utc(row.created_at),
+        updated_at=_utc(row.updated_at),
+    )
+
+
+def _connection(row: Any) -> ManufacturerConnection:
+    return ManufacturerConnection(
+        id=row.id,
+        organization_id=row.organization_id,
+        customer_id=row.customer_id,
+        manufacturer=row.manufacturer,
+        status=ConnectionStatus(row.status),
+        scope=row.scope,
+        token_expires_at=from_db_time(row.token_expires_at),
+        created_at=_utc(row.created_at),
+        updated_at=_utc(row.updated_at),
+    )
 
 
 class Transaction:
@@ -185,12 +281,18 @@ class Transaction:
         )
 
     def principal_for_key_hash(self, key_hash: str) -> Principal | None:
-        """The organization behind an active (unrevoked) key, by the key's hash."""
+        """The organization behind an active (unrevoked) key, by the key's hash; for a
+        scoped key also its customer and connection. A scoped key whose connection is
+        disconnected is no key at all."""
         row = self._c.execute(_PRINCIPAL_BY_KEY_HASH, {"key_hash": key_hash}).first()
         if row is None:
             return None
         return Principal(
-            KeyKind(row.kind), row.id, Organization(row.org_id, row.name, row.headless_enabled)
+            KeyKind(row.kind),
+            row.id,
+            Organization(row.org_id, row.name, row.headless_enabled),
+            customer_id=row.customer_id or "",
+            connection_id=row.connection_id or "",
         )
 
     def revoke_api_key(self, *, key_id: str, now: datetime) -> bool:
@@ -230,6 +332,8 @@ class Transaction:
             last_name=row.last_name,
             email=row.email,
             phone=row.phone,
+            created_at=_utc(row.created_at),
+            updated_at=_utc(row.updated_at),
         )
 
     def _one_customer(self, statement: sa.Select[Any], org_id: str, value: str) -> Customer | None:
@@ -244,6 +348,24 @@ class Transaction:
 
     def find_customer_by_reference(self, org_id: str, reference_id: str) -> Customer | None:
         return self._one_customer(_CUSTOMER_BY_REFERENCE, org_id, reference_id)
+
+    def list_customers(
+        self,
+        org_id: str,
+        *,
+        reference_id: str,
+        email: str,
+        limit: int,
+        after: tuple[datetime, str] | None,
+    ) -> list[Customer]:
+        """Newest first. Empty filters match everything; ``email`` ignores case."""
+        statement = sa.select(_cu).where(_cu.c.organization_id == org_id)
+        if reference_id:
+            statement = statement.where(_cu.c.reference_id == reference_id)
+        if email:
+            statement = statement.where(_cu.c.email_key == email.strip().lower())
+        statement = _newest_first(statement, _cu.c.created_at, _cu.c.id, limit=limit, after=after)
+        return [self._customer(row) for row in self._c.execute(statement)]
 
     def insert_customer(self, customer: Customer, now: datetime) -> None:
         self._c.execute(
@@ -295,6 +417,7 @@ class Transaction:
                 country=row.country,
             ),
             address_key=row.address_key,
+            created_at=_utc(row.created_at),
         )
 
     def get_site(self, org_id: str, site_id: str) -> Site | None:
@@ -304,6 +427,31 @@ class Transaction:
     def list_customer_sites(self, org_id: str, customer_id: str) -> list[Site]:
         rows = self._c.execute(_CUSTOMER_SITES, {"org_id": org_id, "customer_id": customer_id})
         return [self._site(row) for row in rows]
+
+    def list_sites(
+        self, org_id: str, *, customer_id: str, limit: int, after: tuple[datetime, str] | None
+    ) -> list[Site]:
+        """Newest first; an empty ``customer_id`` lists every customer's sites."""
+        statement = sa.select(_si).where(_si.c.organization_id == org_id)
+        if customer_id:
+            statement = statement.where(_si.c.customer_id == customer_id)
+        statement = _newest_first(statement, _si.c.created_at, _si.c.id, limit=limit, after=after)
+        return [self._site(row) for row in self._c.execute(statement)]
+
+    def sites_of_customers(self, org_id: str, customer_ids: list[str]) -> dict[str, list[Site]]:
+        """Each given customer's sites, oldest first; every given id is a key (a customer
+        without sites, or of another organization, maps to an empty list)."""
+        result: dict[str, list[Site]] = {customer_id: [] for customer_id in customer_ids}
+        if not customer_ids:
+            return result
+        rows = self._c.execute(
+            sa.select(_si)
+            .where(_si.c.organization_id == org_id, _si.c.customer_id.in_(set(customer_ids)))
+            .order_by(_si.c.created_at, _si.c.id)
+        )
+        for row in rows:
+            result[row.customer_id].append(self._site(row))
+        return result
 
     def insert_site(
         self, *, site_id: str, org_id: str, customer_id: str, address: Address, now: datetime
@@ -325,7 +473,7 @@ class Transaction:
                 created_at=to_db_time(now),
             ),
         )
-        return Site(site_id, org_id, customer_id, address, key)
+        return Site(site_id, org_id, customer_id, address, key, _utc(to_db_time(now)))
 
     # Connect sessions --------------------------------------------------------------------
 
@@ -507,7 +655,9 @@ class Transaction:
         now: datetime,
     ) -> str:
         """Creates or refreshes the customer's connection to ``manufacturer``; returns its
-        id. ``seal_tokens(connection_id)`` seals the tokens bound to that id. Two sessions
+        id. ``seal_tokens(connection_id)`` seals the tokens bound to that id. Refreshing
+        repairs a connection that needs re-authorization or was disconnected: it is active
+        again, its token generation moves on and any refresh claim is dropped. Two sessions
         completing at once for one customer and manufacturer (replicas on PostgreSQL)
         meet at the unique constraint: the later one updates the row the first created."""
         connection_id = self.find_connection_id(org_id, customer_id, manufacturer)
@@ -522,7 +672,7 @@ class Transaction:
                             organization_id=org_id,
                             customer_id=customer_id,
                             manufacturer=manufacturer,
-                            status="active",
+                            status=_ACTIVE,
                             access_token_sealed=access,
                             refresh_token_sealed=refresh,
                             token_expires_at=to_db_time(token_expires_at)
@@ -531,6 +681,8 @@ class Transaction:
                             scope=scope,
                             created_at=to_db_time(now),
                             updated_at=to_db_time(now),
+                            token_generation=0,
+                            refresh_claimed_at=None,
                         ),
                     )
                 return new_id
@@ -543,12 +695,14 @@ class Transaction:
             schema.manufacturer_connections.update()
             .where(schema.manufacturer_connections.c.id == connection_id)
             .values(
-                status="active",
+                status=_ACTIVE,
                 access_token_sealed=access,
                 refresh_token_sealed=refresh,
                 token_expires_at=to_db_time(token_expires_at) if token_expires_at else None,
                 scope=scope,
                 updated_at=to_db_time(now),
+                token_generation=_mc.c.token_generation + 1,
+                refresh_claimed_at=None,
             )
         )
         return connection_id
@@ -579,7 +733,8 @@ class Transaction:
         now: datetime,
     ) -> list[str]:
         """Inserts new devices and refreshes known ones (matched by the manufacturer's id
-        within the connection), so reconnecting never duplicates. Returns the device ids."""
+        within the connection), so reconnecting never duplicates. ``tags`` are added to
+        each device's tags (a reconnect never removes any). Returns the device ids."""
         d = schema.devices.c
         existing = {
             row.external_id: row.id
@@ -597,7 +752,6 @@ class Transaction:
                 "serial_number": device.serial_number,
                 "name": device.name,
                 "reference_id": reference_id,
-                "tags": list(tags),
                 "status": "connected",
                 "updated_at": to_db_time(now),
             }
@@ -628,7 +782,287 @@ class Transaction:
             if device_id != new_id:
                 self._c.execute(schema.devices.update().where(d.id == device_id).values(**values))
             ids.append(device_id)
+        self._add_tags(ids, tags)
         return ids
+
+    def _add_tags(self, device_ids: list[str], tags: tuple[str, ...]) -> None:
+        rows = [
+            {"device_id": device_id, "tag": tag}
+            for device_id in dict.fromkeys(device_ids)
+            for tag in dict.fromkeys(tags)
+        ]
+        if rows:
+            self._c.execute(_ADD_TAGS[self._c.dialect.name], rows)
+
+    # Devices -----------------------------------------------------------------------------
+
+    def _devices(self, rows: Any) -> list[Device]:
+        """Devices from their rows, with their tags loaded in one more query."""
+        rows = list(rows)
+        tags: dict[str, list[str]] = {row.id: [] for row in rows}
+        device_ids = list(tags)
+        # In chunks: a page is one query, and the lists behind a customers page stay far
+        # below the engines' limits on bound parameters.
+        for start in range(0, len(device_ids), _TAG_CHUNK):
+            chunk = device_ids[start : start + _TAG_CHUNK]
+            for tag_row in self._c.execute(_TAGS_OF_DEVICES, {"device_ids": chunk}):
+                tags[tag_row.device_id].append(tag_row.tag)
+        return [_device(row, tags[row.id]) for row in rows]
+
+    def get_device(self, org_id: str, device_id: str) -> Device | None:
+        rows = self._devices(
+            self._c.execute(_DEVICE_BY_ID, {"org_id": org_id, "device_id": device_id})
+        )
+        return rows[0] if rows else None
+
+    def list_devices(
+        self,
+        org_id: str,
+        device_filter: DeviceFilter,
+        *,
+        limit: int,
+        after: tuple[datetime, str] | None,
+    ) -> list[Device]:
+        """Newest first (created_at, then id, descending); ``after`` is the (created_at, id)
+        of the previous page's last device. Empty filter fields match everything."""
+        f = device_filter
+        statement = sa.select(_d).where(_d.c.organization_id == org_id)
+        for column, value in (
+            (_d.c.customer_id, f.customer_id),
+            (_d.c.site_id, f.site_id),
+            (_d.c.reference_id, f.reference_id),
+            (_d.c.manufacturer, f.manufacturer),
+            (_d.c.type, f.device_type),
+        ):
+            if value:
+                statement = statement.where(column == value)
+        if f.tag:
+            statement = statement.where(
+                sa.exists().where(_dt.c.device_id == _d.c.id, _dt.c.tag == f.tag)
+            )
+        statement = _newest_first(statement, _d.c.created_at, _d.c.id, limit=limit, after=after)
+        return self._devices(self._c.execute(statement))
+
+    def devices_of_customer(self, org_id: str, customer_id: str) -> list[Device]:
+        """Oldest first."""
+        return self.devices_of_customers(org_id, [customer_id])[customer_id]
+
+    def devices_of_customers(self, org_id: str, customer_ids: list[str]) -> dict[str, list[Device]]:
+        """Each given customer's devices, oldest first; every given id is a key."""
+        result: dict[str, list[Device]] = {customer_id: [] for customer_id in customer_ids}
+        if not customer_ids:
+            return result
+        rows = self._c.execute(
+            sa.select(_d)
+            .where(_d.c.organization_id == org_id, _d.c.customer_id.in_(set(customer_ids)))
+            .order_by(_d.c.created_at, _d.c.id)
+        )
+        for device in self._devices(rows):
+            result[device.customer_id].append(device)
+        return result
+
+    def devices_of_connection(self, org_id: str, connection_id: str) -> list[Device]:
+        """Oldest first."""
+        rows = self._c.execute(
+            sa.select(_d)
+            .where(_d.c.organization_id == org_id, _d.c.connection_id == connection_id)
+            .order_by(_d.c.created_at, _d.c.id)
+        )
+        return self._devices(rows)
+
+    def set_device_tags(
+        self,
+        org_id: str,
+        device_id: str,
+        add: tuple[str, ...],
+        remove: tuple[str, ...],
+        now: datetime,
+    ) -> Device | None:
+        """Adds ``add`` and then removes ``remove`` (a tag named in both ends up removed),
+        bumps the device's updated_at and returns the device; None when the organization
+        has no such device. Adding a tag the device has, or removing one it lacks, is
+        no error."""
+        # The update first: it finds the device and, on PostgreSQL, locks its row, so
+        # concurrent edits of one device's tags run one after the other.
+        touched = self._c.execute(
+            schema.devices.update()
+            .where(_d.c.organization_id == org_id, _d.c.id == device_id)
+            .values(updated_at=to_db_time(now))
+        )
+        if touched.rowcount != 1:
+            return None
+        self._add_tags([device_id], add)
+        if remove:
+            self._c.execute(
+                schema.device_tags.delete().where(
+                    _dt.c.device_id == device_id, _dt.c.tag.in_(set(remove))
+                )
+            )
+        return self.get_device(org_id, device_id)
+
+    # Connections: reading, token refresh, disconnect -------------------------------------
+
+    def get_connection(self, org_id: str, connection_id: str) -> ManufacturerConnection | None:
+        row = self._c.execute(
+            _CONNECTION_BY_ID, {"org_id": org_id, "connection_id": connection_id}
+        ).first()
+        return _connection(row) if row else None
+
+    def list_connections(
+        self,
+        org_id: str,
+        *,
+        customer_id: str,
+        manufacturer: str,
+        limit: int,
+        after: tuple[datetime, str] | None,
+    ) -> list[ManufacturerConnection]:
+        """Newest first. Empty filters match everything."""
+        statement = sa.select(_mc).where(_mc.c.organization_id == org_id)
+        if customer_id:
+            statement = statement.where(_mc.c.customer_id == customer_id)
+        if manufacturer:
+            statement = statement.where(_mc.c.manufacturer == manufacturer)
+        statement = _newest_first(statement, _mc.c.created_at, _mc.c.id, limit=limit, after=after)
+        return [_connection(row) for row in self._c.execute(statement)]
+
+    def get_connection_tokens(self, connection_id: str) -> StoredTokens | None:
+        """The sealed tokens, by connection id alone: for Texture's own use once the
+        caller's organization has been checked."""
+        row = self._c.execute(_TOKENS_BY_CONNECTION, {"connection_id": connection_id}).first()
+        if row is None:
+            return None
+        return StoredTokens(
+            connection_id=row.id,
+            organization_id=row.organization_id,
+            manufacturer=row.manufacturer,
+            status=ConnectionStatus(row.status),
+            access_token_sealed=row.access_token_sealed,
+            refresh_token_sealed=row.refresh_token_sealed,
+            token_expires_at=from_db_time(row.token_expires_at),
+            token_generation=row.token_generation,
+            refresh_claimed_at=from_db_time(row.refresh_claimed_at),
+        )
+
+    def claim_token_refresh(
+        self, connection_id: str, generation: int, now: datetime, stale_before: datetime
+    ) -> bool:
+        """The atomic claim: True for exactly one caller while the connection is active,
+        its tokens are still those of ``generation`` and nobody holds the claim (a claim
+        older than ``stale_before`` is abandoned). Across replicas too: on PostgreSQL the
+        losers' UPDATEs wait for the winner's row lock and then match nothing."""
+        result = self._c.execute(
+            schema.manufacturer_connections.update()
+            .where(
+                _mc.c.id == connection_id,
+                _mc.c.token_generation == generation,
+                _mc.c.status == _ACTIVE,
+                sa.or_(
+                    _mc.c.refresh_claimed_at.is_(None),
+                    _mc.c.refresh_claimed_at < to_db_time(stale_before),
+                ),
+            )
+            .values(refresh_claimed_at=to_db_time(now))
+        )
+        return result.rowcount == 1
+
+    def store_refreshed_tokens(
+        self,
+        connection_id: str,
+        *,
+        access_token_sealed: bytes,
+        refresh_token_sealed: bytes | None,
+        token_expires_at: datetime | None,
+        now: datetime,
+    ) -> None:
+        """Stores a refresh's result: a new generation, the claim released. A refresh
+        response without a refresh token keeps the stored one (``None`` keeps it). Only
+        an active connection takes tokens: a refresh that lands after a disconnect (or
+        after the connection was marked as needing re-authorization) stores nothing."""
+        values: dict[str, Any] = dict(
+            access_token_sealed=access_token_sealed,
+            token_expires_at=to_db_time(token_expires_at) if token_expires_at else None,
+            token_generation=_mc.c.token_generation + 1,
+            refresh_claimed_at=None,
+            updated_at=to_db_time(now),
+        )
+        if refresh_token_sealed is not None:
+            values["refresh_token_sealed"] = refresh_token_sealed
+        self._c.execute(
+            schema.manufacturer_connections.update()
+            .where(_mc.c.id == connection_id, _mc.c.status == _ACTIVE)
+            .values(**values)
+        )
+
+    def release_token_refresh(self, connection_id: str) -> None:
+        """After a refresh failed for a passing reason: the next reader may try again."""
+        self._c.execute(
+            schema.manufacturer_connections.update()
+            .where(_mc.c.id == connection_id)
+            .values(refresh_claimed_at=None)
+        )
+
+    def mark_needs_reauthorization(self, connection_id: str, now: datetime) -> None:
+        """The manufacturer refused the refresh token (invalid_grant). A disconnected
+        connection stays disconnected."""
+        self._c.execute(
+            schema.manufacturer_connections.update()
+            .where(_mc.c.id == connection_id, _mc.c.status == _ACTIVE)
+            .values(
+                status=ConnectionStatus.NEEDS_REAUTHORIZATION.value,
+                refresh_claimed_at=None,
+                token_generation=_mc.c.token_generation + 1,
+                updated_at=to_db_time(now),
+            )
+        )
+
+    def disconnect_connection(
+        self, org_id: str, connection_id: str, now: datetime
+    ) -> ManufacturerConnection | None:
+        """Deletes the stored tokens, marks the connection and its devices disconnected
+        and revokes the scoped keys minted for it; None when the organization has no such
+        connection. Idempotent: disconnecting again changes nothing and returns the same
+        record."""
+        self._c.execute(
+            schema.manufacturer_connections.update()
+            .where(
+                _mc.c.organization_id == org_id,
+                _mc.c.id == connection_id,
+                _mc.c.status != _DISCONNECTED,
+            )
+            .values(
+                status=_DISCONNECTED,
+                access_token_sealed=None,
+                refresh_token_sealed=None,
+                token_expires_at=None,
+                refresh_claimed_at=None,
+                token_generation=_mc.c.token_generation + 1,
+                updated_at=to_db_time(now),
+            )
+        )
+        connection = self.get_connection(org_id, connection_id)
+        if connection is None:
+            return None
+        self._c.execute(
+            schema.api_keys.update()
+            .where(
+                _k.c.organization_id == org_id,
+                _k.c.connection_id == connection_id,
+                _k.c.kind == KeyKind.SCOPED.value,
+                _k.c.revoked_at.is_(None),
+            )
+            .values(revoked_at=to_db_time(now))
+        )
+        self._c.execute(
+            schema.devices.update()
+            .where(
+                _d.c.organization_id == org_id,
+                _d.c.connection_id == connection_id,
+                _d.c.status != "disconnected",
+            )
+            .values(status="disconnected", updated_at=to_db_time(now))
+        )
+        return connection
 
     def insert_scoped_key(
         self,
@@ -654,6 +1088,21 @@ class Transaction:
                 created_at=to_db_time(now),
             ),
         )
+
+    def revoke_scoped_key(self, org_id: str, key_hash: str, now: datetime) -> bool:
+        """Revokes an active scoped key of the organization by its hash; False when there
+        is none (unknown, another organization's, not scoped, or already revoked)."""
+        result = self._c.execute(
+            schema.api_keys.update()
+            .where(
+                _k.c.organization_id == org_id,
+                _k.c.key_hash == key_hash,
+                _k.c.kind == KeyKind.SCOPED.value,
+                _k.c.revoked_at.is_(None),
+            )
+            .values(revoked_at=to_db_time(now))
+        )
+        return result.rowcount == 1
 
     # Idempotency -------------------------------------------------------------------------
 
