@@ -23,6 +23,10 @@ from texture_connect.crypto import Sealer
 from texture_connect.domain.catalog import Catalog
 from texture_connect.domain.errors import fail
 from texture_connect.domain.records import ConnectionStatus, StoredTokens
+from texture_connect.manufacturers.credentials import (
+    credential_client_secret,
+    refresh_credential_tokens,
+)
 from texture_connect.manufacturers.tokens import (
     InvalidGrant,
     TokenExchangeError,
@@ -74,13 +78,18 @@ class TokenAccess:
         """A usable access token and its generation. ``rejected_generation``: the
         manufacturer refused the token of that generation; refresh it even if unexpired."""
         deadline = time.monotonic() + WAIT_LIMIT_SECONDS
+        # The generation of someone else's refresh we waited for: its token is used as long
+        # as it has not expired, even inside the refresh margin (else every waiter would
+        # refresh again when manufacturers issue short-lived tokens).
+        waited_for: int | None = None
         while True:
             tokens = await self._store.read(lambda tx: tx.get_connection_tokens(connection_id))
             if tokens is None or tokens.status is ConnectionStatus.DISCONNECTED:
                 raise fail("CONNECTION_DISCONNECTED")
             if tokens.status is ConnectionStatus.NEEDS_REAUTHORIZATION:
                 raise fail("CONNECTION_NEEDS_REAUTHORIZATION")
-            if not self._needs_refresh(tokens, rejected_generation):
+            fresh_from_wait = waited_for is not None and tokens.token_generation > waited_for
+            if not self._needs_refresh(tokens, rejected_generation, fresh_from_wait):
                 assert tokens.access_token_sealed is not None
                 access = self._sealer.open_text(
                     tokens.access_token_sealed, token_context(connection_id, "access")
@@ -96,15 +105,21 @@ class TokenAccess:
             if claimed:
                 return await self._refresh(tokens)
             await self._wait_for_refresh(connection_id, deadline)
+            waited_for = generation if waited_for is None else waited_for
             rejected_generation = None if rejected_generation != generation else generation
 
-    def _needs_refresh(self, tokens: StoredTokens, rejected_generation: int | None) -> bool:
+    def _needs_refresh(
+        self, tokens: StoredTokens, rejected_generation: int | None, fresh_from_wait: bool
+    ) -> bool:
         if tokens.access_token_sealed is None:
             return True
         if rejected_generation is not None and rejected_generation == tokens.token_generation:
             return True
         expires = tokens.token_expires_at
-        return expires is not None and expires - self._clock() <= REFRESH_MARGIN
+        if expires is None:
+            return False
+        margin = timedelta(0) if fresh_from_wait else REFRESH_MARGIN
+        return expires - self._clock() <= margin
 
     async def _wait_for_refresh(self, connection_id: str, deadline: float) -> None:
         if time.monotonic() >= deadline:
@@ -124,9 +139,12 @@ class TokenAccess:
         connection_id = tokens.connection_id
         try:
             manufacturer = self._catalog.get(tokens.manufacturer)
-            if manufacturer is None or manufacturer.oauth is None:
+            if manufacturer is None:
                 raise fail("MANUFACTURER_UNAVAILABLE")
-            if tokens.refresh_token_sealed is None:
+            can_refresh = manufacturer.oauth is not None or bool(
+                manufacturer.credentials and manufacturer.credentials.token_endpoint
+            )
+            if tokens.refresh_token_sealed is None or not can_refresh:
                 # Nothing to refresh with: only the customer can grant access again.
                 await self._store.write(
                     lambda tx: tx.mark_needs_reauthorization(connection_id, self._clock())
@@ -136,11 +154,18 @@ class TokenAccess:
                 tokens.refresh_token_sealed, token_context(connection_id, "refresh")
             )
             try:
-                fresh = await refresh_tokens(
-                    manufacturer,
-                    refresh_token=refresh_token,
-                    client_secret=client_secret_for(manufacturer, self._secrets_env),
-                )
+                if manufacturer.oauth is not None:
+                    fresh = await refresh_tokens(
+                        manufacturer,
+                        refresh_token=refresh_token,
+                        client_secret=client_secret_for(manufacturer, self._secrets_env),
+                    )
+                else:
+                    fresh = await refresh_credential_tokens(
+                        manufacturer,
+                        refresh_token=refresh_token,
+                        client_secret=credential_client_secret(manufacturer, self._secrets_env),
+                    )
             except InvalidGrant:
                 log.warning(
                     "refresh refused for connection %s: re-authorization needed", connection_id
