@@ -40,6 +40,7 @@ from texture_connect.http.sandbox import create_sandbox_app
 from texture_connect.manufacturers.catalog_file import load_catalog
 from texture_connect.manufacturers.devices import DeviceAdapter, adapter_for
 from texture_connect.services.callback_service import CallbackService, CallbackSettings
+from texture_connect.services.connecting import Connector
 from texture_connect.services.connection_service import ConnectionService, ConnectionSettings
 from texture_connect.services.customer_service import CustomerService
 from texture_connect.services.device_service import DeviceService
@@ -154,6 +155,13 @@ async def create_grpc_server(
     def adapters(manufacturer: Manufacturer) -> DeviceAdapter:
         return adapter_for(manufacturer, sandbox_url=settings.sandbox_url)
 
+    connector = Connector(
+        store=store,
+        sealer=sealer,
+        public_url=settings.public_url,
+        adapter_for=adapters,
+        clock=clock,
+    )
     callback_pb2_grpc.add_CallbackServiceServicer_to_server(
         CallbackService(
             store=store,
@@ -163,7 +171,7 @@ async def create_grpc_server(
                 callback_url=settings.callback_url,
                 secrets_env=settings.manufacturer_secrets(),
             ),
-            adapter_for=adapters,
+            connector=connector,
             clock=clock,
         ),
         server,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from texture_connect.domain.addresses import Address
 from texture_connect.domain.keys import KeyKind
@@ -81,6 +82,15 @@ class ConnectSession:
     expires_at: datetime
     ended_at: datetime | None = None
     error: str = ""
+    # The hosted flow (standard mode): see texture_connect.domain.hosted_flow.
+    customer_info: dict[str, Any] | None = None
+    flow_step: str = "welcome"
+    flow_manufacturer: str = ""
+    flow_error: str = ""
+    link_token_sealed: bytes | None = field(default=None, repr=False)
+    pending_tokens_sealed: bytes | None = field(default=None, repr=False)
+    pending_devices: tuple[dict[str, str], ...] = ()
+    otp_challenge_sealed: bytes | None = field(default=None, repr=False)
 
     def status_at(self, now: datetime) -> SessionStatus:
         """A pending session past its expiry is expired, whether or not anything wrote it."""

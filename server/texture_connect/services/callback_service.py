@@ -26,32 +26,22 @@ from grpc import aio
 
 from texture.connect.v1 import callback_pb2, callback_pb2_grpc
 from texture_connect.crypto import Sealer
-from texture_connect.domain import ids
-from texture_connect.domain.catalog import DEVICE_TYPES, Catalog, Manufacturer
+from texture_connect.domain.catalog import Catalog, Manufacturer
 from texture_connect.domain.errors import fail
-from texture_connect.domain.keys import KeyKind, display_hint, hash_key, new_key
 from texture_connect.domain.oauth_state import parse_state, state_secret_matches
 from texture_connect.domain.records import (
     AuthorizationAttempt,
-    ConnectedDevice,
     ConnectSession,
     SessionStatus,
 )
-from texture_connect.domain.redirects import error_redirect, success_redirect
 from texture_connect.domain.texture_errors import TEXTURE_ERRORS, normalize_authorization_error
-from texture_connect.manufacturers.devices import (
-    DeviceAdapter,
-    DeviceApiError,
-    DeviceInfo,
-    SubscriptionRequired,
-)
 from texture_connect.manufacturers.tokens import (
     TokenExchangeError,
-    TokenSet,
     client_secret_for,
     exchange_code,
 )
-from texture_connect.services.token_access import token_context
+from texture_connect.services.authorization import verifier_context
+from texture_connect.services.connecting import ConnectFailure, Connector
 from texture_connect.storage import Store, Transaction
 
 log = logging.getLogger("texture_connect.callback")
@@ -75,14 +65,14 @@ class CallbackService(callback_pb2_grpc.CallbackServiceServicer):
         catalog: Catalog,
         sealer: Sealer,
         settings: CallbackSettings,
-        adapter_for: Callable[[Manufacturer], DeviceAdapter],
+        connector: Connector,
         clock: Callable[[], datetime],
     ) -> None:
         self._store = store
         self._catalog = catalog
         self._sealer = sealer
         self._settings = settings
-        self._adapter_for = adapter_for
+        self._connector = connector
         self._clock = clock
 
     async def HandleOAuthCallback(
@@ -107,12 +97,12 @@ class CallbackService(callback_pb2_grpc.CallbackServiceServicer):
         # RFC 6749 §10.12: the state binds this response to the attempt we started.
         if not state_secret_matches(secret, attempt.state_hash):
             log.info("callback for session %s: state secret mismatch", session.id)
-            return error_redirect(session.redirect_url, "oauth_state_mismatch")
+            return self._connector.failure_url(session, "oauth_state_mismatch")
         status = session.status_at(now)
         if status is SessionStatus.EXPIRED:
-            return error_redirect(session.redirect_url, "connect_session_expired")
+            return self._connector.failure_url(session, "connect_session_expired")
         if status is not SessionStatus.PENDING or attempt.used_at is not None:
-            return error_redirect(session.redirect_url, "connect_session_already_completed")
+            return self._connector.failure_url(session, "connect_session_already_completed")
         manufacturer = self._catalog.get(attempt.manufacturer)
         if manufacturer is None or manufacturer.oauth is None:
             raise fail("INTERNAL", "The session's manufacturer is no longer in the catalog.")
@@ -125,10 +115,10 @@ class CallbackService(callback_pb2_grpc.CallbackServiceServicer):
             # RFC 9207 §2.4: a response from another issuer (or none) is a mix-up attempt.
             await self._store.write(lambda tx: tx.use_authorization_attempt(attempt_id, now))
             log.warning("callback for session %s: issuer mismatch", session.id)
-            return error_redirect(session.redirect_url, "oauth_state_mismatch")
+            return self._connector.failure_url(session, "oauth_state_mismatch")
         if not request.code:
             await self._store.write(lambda tx: tx.use_authorization_attempt(attempt_id, now))
-            return error_redirect(session.redirect_url, "unknown_error", "missing_code")
+            return self._connector.failure_url(session, "unknown_error", "missing_code")
 
         def claim(tx: Transaction) -> bool:
             if not tx.claim_session_callback(session.id, now, now - CLAIM_TIMEOUT):
@@ -139,7 +129,7 @@ class CallbackService(callback_pb2_grpc.CallbackServiceServicer):
             return True
 
         if not await self._store.write(claim):
-            return error_redirect(session.redirect_url, "connect_session_already_completed")
+            return self._connector.failure_url(session, "connect_session_already_completed")
         try:
             return await self._exchange_and_connect(session, attempt, manufacturer, request.code)
         except BaseException:
@@ -168,6 +158,7 @@ class CallbackService(callback_pb2_grpc.CallbackServiceServicer):
                 return False
             if TEXTURE_ERRORS[texture_error].retryable:
                 tx.release_session_callback(session.id)
+                tx.update_session_flow(session.id, flow_error=texture_error)
             else:
                 tx.end_session(
                     session.id, status=SessionStatus.FAILED, now=now, error=texture_error
@@ -175,26 +166,9 @@ class CallbackService(callback_pb2_grpc.CallbackServiceServicer):
             return True
 
         if not await self._store.write(record):
-            return error_redirect(session.redirect_url, "connect_session_already_completed")
+            return self._connector.failure_url(session, "connect_session_already_completed")
         log.info("callback for session %s: authorization error %s", session.id, texture_error)
-        return error_redirect(session.redirect_url, texture_error, raw)
-
-    async def _fail(self, session: ConnectSession, texture_error: str) -> str:
-        """Ends the flow with an error. A retryable one releases the claim: the session
-        stays open until it expires, and a new attempt (new state) may succeed."""
-        now = self._clock()
-
-        def record(tx: Transaction) -> None:
-            if TEXTURE_ERRORS[texture_error].retryable:
-                tx.release_session_callback(session.id)
-            else:
-                tx.end_session(
-                    session.id, status=SessionStatus.FAILED, now=now, error=texture_error
-                )
-
-        await self._store.write(record)
-        log.info("callback for session %s: %s", session.id, texture_error)
-        return error_redirect(session.redirect_url, texture_error)
+        return self._connector.failure_url(session, texture_error, raw)
 
     async def _exchange_and_connect(
         self,
@@ -203,102 +177,34 @@ class CallbackService(callback_pb2_grpc.CallbackServiceServicer):
         manufacturer: Manufacturer,
         code: str,
     ) -> str:
-        verifier = self._sealer.open_text(attempt.code_verifier_sealed, f"attempt:{attempt.id}")
-        try:
-            tokens = await exchange_code(
-                manufacturer,
-                code=code,
-                code_verifier=verifier,
-                redirect_uri=self._settings.callback_url,
-                client_secret=client_secret_for(manufacturer, self._settings.secrets_env),
-            )
-        except TokenExchangeError as exc:
-            log.warning("token exchange with %s failed: %s", manufacturer.slug, type(exc).__name__)
-            return await self._fail(session, "connection_failed")
-        adapter = self._adapter_for(manufacturer)
-        try:
-            listed = await adapter.list_devices(tokens.access_token)
-        except SubscriptionRequired:
-            return await self._fail(session, "subscription_required")
-        except DeviceApiError as exc:
-            log.warning("device listing at %s failed: %s", manufacturer.slug, type(exc).__name__)
-            return await self._fail(session, "connection_failed")
-        wanted = set(session.device_types) or set(DEVICE_TYPES)
-        compatible = [d for d in listed if d.type in wanted and d.type in DEVICE_TYPES]
-        if not compatible:
-            return await self._fail(session, "device_incompatible")
-        return await self._complete(session, manufacturer, tokens, compatible)
-
-    async def _complete(
-        self,
-        session: ConnectSession,
-        manufacturer: Manufacturer,
-        tokens: TokenSet,
-        devices: list[DeviceInfo],
-    ) -> str:
-        now = self._clock()
-        scoped_key = new_key(KeyKind.SCOPED)
-        org_id = session.organization_id
-
-        def save(tx: Transaction) -> bool:
-            existing_devices = tx.count_connected_devices(org_id, session.customer_id) > 0
-
-            def seal(connection_id: str) -> tuple[bytes, bytes | None]:
-                access = self._sealer.seal_text(
-                    tokens.access_token, token_context(connection_id, "access")
-                )
-                if not tokens.refresh_token:
-                    return access, None
-                refresh = self._sealer.seal_text(
-                    tokens.refresh_token, token_context(connection_id, "refresh")
-                )
-                return access, refresh
-
-            connection_id = tx.save_connection(
-                new_id=ids.new_id(),
-                org_id=org_id,
-                customer_id=session.customer_id,
-                manufacturer=manufacturer.slug,
-                seal_tokens=seal,
-                token_expires_at=tokens.expires_at,
-                scope=tokens.scope,
-                now=now,
-            )
-            tx.save_devices(
-                org_id=org_id,
-                customer_id=session.customer_id,
-                site_id=session.site_id or None,
-                connection_id=connection_id,
-                manufacturer=manufacturer.slug,
-                reference_id=session.reference_id,
-                tags=session.tags,
-                devices=[
-                    ConnectedDevice(d.id, d.type, d.model, d.serial_number, d.name) for d in devices
-                ],
-                new_ids=[ids.new_id() for _ in devices],
-                now=now,
-            )
-            tx.insert_scoped_key(
-                key_id="key_" + ids.new_id(),
-                org_id=org_id,
-                key_hash=hash_key(scoped_key),
-                hint=display_hint(scoped_key),
-                customer_id=session.customer_id,
-                connection_id=connection_id,
-                now=now,
-            )
-            tx.end_session(
-                session.id, status=SessionStatus.COMPLETED, now=now, connection_id=connection_id
-            )
-            return existing_devices
-
-        existing_devices = await self._store.write(save)
-        log.info(
-            "session %s completed: %d device(s) at %s", session.id, len(devices), manufacturer.slug
+        verifier = self._sealer.open_text(
+            attempt.code_verifier_sealed, verifier_context(attempt.id)
         )
-        return success_redirect(
-            session.redirect_url,
-            scoped_key=scoped_key,
-            customer_id=session.customer_id,
-            existing_devices=existing_devices,
-        )
+        try:
+            try:
+                tokens = await exchange_code(
+                    manufacturer,
+                    code=code,
+                    code_verifier=verifier,
+                    redirect_uri=self._settings.callback_url,
+                    client_secret=client_secret_for(manufacturer, self._settings.secrets_env),
+                )
+            except TokenExchangeError as exc:
+                log.warning(
+                    "token exchange with %s failed: %s", manufacturer.slug, type(exc).__name__
+                )
+                raise ConnectFailure("connection_failed") from None
+            devices = await self._connector.compatible_devices(
+                session, manufacturer, tokens.access_token
+            )
+        except ConnectFailure as failure:
+            await self._connector.record_failure(session, failure.texture_error)
+            return self._connector.failure_url(session, failure.texture_error)
+        if session.mode == "standard":
+            # The customer chooses which devices to connect on the hosted device page.
+            await self._connector.stage_devices(session, manufacturer, tokens, devices)
+            return self._connector.hosted_url(session)
+        redirect = await self._connector.complete(session, manufacturer, tokens, devices)
+        if redirect is None:
+            return self._connector.failure_url(session, "connect_session_already_completed")
+        return redirect

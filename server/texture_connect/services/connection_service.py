@@ -25,10 +25,10 @@ from texture_connect.domain.connect_request import (
 )
 from texture_connect.domain.errors import FieldViolation, Reason, ServiceError, fail, invalid
 from texture_connect.domain.keys import KeyKind, hash_key
-from texture_connect.domain.oauth_state import issue_state, new_code_verifier
 from texture_connect.domain.records import ConnectSession, Customer, Organization, SessionStatus
 from texture_connect.domain.resolution import choose_customer, choose_site
-from texture_connect.manufacturers.oauth import authorization_url
+from texture_connect.services.authorization import start_authorization
+from texture_connect.services.connecting import link_context
 from texture_connect.services.context import current_organization, current_principal
 from texture_connect.storage import IdempotencyConflict, NewSession, Store, Transaction
 
@@ -306,6 +306,7 @@ class ConnectionService(connection_pb2_grpc.ConnectionServiceServicer):
                 customer_form_bypassed=valid.customer_form_bypassed,
                 created_at=now,
                 expires_at=expires_at,
+                link_token_sealed=self._sealer.seal_text(link_token, link_context(session_id)),
             )
         )
         response = connection_pb2.CreateConnectionResponse(
@@ -325,25 +326,15 @@ class ConnectionService(connection_pb2_grpc.ConnectionServiceServicer):
     def _start_authorization(
         self, tx: Transaction, session_id: str, manufacturer: Manufacturer, now: datetime
     ) -> connection_pb2.Authorization:
-        """A new authorization attempt: its own state and PKCE verifier (sealed)."""
-        attempt_id = ids.new_id()
-        state = issue_state(attempt_id)
-        verifier = new_code_verifier()
-        tx.insert_authorization_attempt(
-            attempt_id=attempt_id,
-            session_id=session_id,
-            manufacturer=manufacturer.slug,
-            state_hash=state.secret_hash,
-            code_verifier_sealed=self._sealer.seal_text(verifier, f"attempt:{attempt_id}"),
-            now=now,
-        )
         return connection_pb2.Authorization(
             type=connection_pb2.AUTHORIZATION_TYPE_OAUTH_REDIRECT,
-            url=authorization_url(
-                manufacturer,
-                state=state.value,
-                code_verifier=verifier,
-                redirect_uri=self._settings.callback_url,
+            url=start_authorization(
+                tx,
+                self._sealer,
+                session_id=session_id,
+                manufacturer=manufacturer,
+                callback_url=self._settings.callback_url,
+                now=now,
             ),
         )
 

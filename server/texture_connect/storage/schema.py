@@ -108,6 +108,17 @@ connect_sessions = sa.Table(
     # one callback per session reach the manufacturer's token endpoint.
     sa.Column("callback_claimed_at", sa.DateTime, nullable=True),
     sa.Column("connection_id", ID, nullable=True),
+    # The hosted flow (standard mode). The link token, sealed, so the server can send the
+    # browser back to the hosted pages after the manufacturer's redirect.
+    sa.Column("link_token_sealed", sa.LargeBinary, nullable=True),
+    sa.Column("flow_step", sa.String(32), nullable=False, server_default="welcome"),
+    sa.Column("flow_manufacturer", sa.String(64), nullable=False, server_default=""),
+    sa.Column("flow_error", sa.String(64), nullable=False, server_default=""),
+    # Between authorization and device selection: the manufacturer's tokens (sealed) and
+    # the account's compatible devices.
+    sa.Column("pending_tokens_sealed", sa.LargeBinary, nullable=True),
+    sa.Column("pending_devices", sa.JSON, nullable=True),
+    sa.Column("otp_challenge_sealed", sa.LargeBinary, nullable=True),
 )
 
 # One row per authorization attempt: each gets its own state and PKCE verifier, so a

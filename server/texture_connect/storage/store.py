@@ -83,6 +83,8 @@ class NewSession:
     customer_form_bypassed: bool
     created_at: datetime
     expires_at: datetime
+    link_token_sealed: bytes | None = None
+    flow_step: str = "welcome"
 
 
 class IdempotencyConflict(Exception):
@@ -496,6 +498,8 @@ class Transaction:
                 device_types=list(session.device_types),
                 customer_info=session.customer_info,
                 customer_form_bypassed=session.customer_form_bypassed,
+                link_token_sealed=session.link_token_sealed,
+                flow_step=session.flow_step,
                 created_at=to_db_time(session.created_at),
                 expires_at=to_db_time(session.expires_at),
                 error="",
@@ -510,8 +514,18 @@ class Transaction:
         if org_id is not None:
             conditions.append(s.organization_id == org_id)
         row = (self._c.execute(sa.select(schema.connect_sessions).where(*conditions))).first()
-        if row is None:
-            return None
+        return self._session(row) if row else None
+
+    def get_session_by_link_token_hash(self, link_token_hash: str) -> ConnectSession | None:
+        row = self._c.execute(
+            sa.select(schema.connect_sessions).where(
+                schema.connect_sessions.c.link_token_hash == link_token_hash
+            )
+        ).first()
+        return self._session(row) if row else None
+
+    @staticmethod
+    def _session(row: Any) -> ConnectSession:
         return ConnectSession(
             id=row.id,
             organization_id=row.organization_id,
@@ -530,7 +544,43 @@ class Transaction:
             expires_at=_utc(row.expires_at),
             ended_at=from_db_time(row.ended_at),
             error=row.error,
+            customer_info=row.customer_info,
+            flow_step=row.flow_step,
+            flow_manufacturer=row.flow_manufacturer,
+            flow_error=row.flow_error,
+            link_token_sealed=row.link_token_sealed,
+            pending_tokens_sealed=row.pending_tokens_sealed,
+            pending_devices=tuple(row.pending_devices or ()),
+            otp_challenge_sealed=row.otp_challenge_sealed,
         )
+
+    _FLOW_FIELDS = frozenset(
+        {
+            "flow_step",
+            "flow_manufacturer",
+            "flow_error",
+            "pending_tokens_sealed",
+            "pending_devices",
+            "otp_challenge_sealed",
+            "customer_info",
+            "customer_form_bypassed",
+            "site_id",
+        }
+    )
+
+    def update_session_flow(self, session_id: str, **values: Any) -> bool:
+        """Moves a pending session's hosted flow along; False when the session is no longer
+        pending (it completed, failed or was claimed by a callback meanwhile)."""
+        unknown = set(values) - self._FLOW_FIELDS
+        if unknown:
+            raise ValueError(f"not flow fields: {sorted(unknown)}")
+        s = schema.connect_sessions.c
+        result = self._c.execute(
+            schema.connect_sessions.update()
+            .where(s.id == session_id, s.status == SessionStatus.PENDING.value)
+            .values(**values)
+        )
+        return result.rowcount == 1
 
     def insert_authorization_attempt(
         self,
@@ -627,6 +677,12 @@ class Transaction:
                 error=error,
                 connection_id=connection_id,
                 callback_claimed_at=None,
+                # Nothing secret outlives the flow.
+                flow_step=status.value,
+                flow_error=error,
+                pending_tokens_sealed=None,
+                pending_devices=None,
+                otp_challenge_sealed=None,
             )
         )
 
