@@ -27,6 +27,8 @@ from texture.connect.v1 import (
     customers_pb2_grpc,
     devices_pb2,
     devices_pb2_grpc,
+    hosted_flow_pb2,
+    hosted_flow_pb2_grpc,
     manufacturer_connections_pb2,
     manufacturer_connections_pb2_grpc,
 )
@@ -44,6 +46,7 @@ from texture_connect.services.connecting import Connector
 from texture_connect.services.connection_service import ConnectionService, ConnectionSettings
 from texture_connect.services.customer_service import CustomerService
 from texture_connect.services.device_service import DeviceService
+from texture_connect.services.hosted_flow_service import HostedFlowService
 from texture_connect.services.interceptors import (
     AccessLogInterceptor,
     AuthInterceptor,
@@ -65,6 +68,7 @@ SERVICE_NAMES = tuple(
         devices_pb2,
         customers_pb2,
         manufacturer_connections_pb2,
+        hosted_flow_pb2,
     )
     for service in module.DESCRIPTOR.services_by_name.values()
 )
@@ -190,6 +194,18 @@ async def create_grpc_server(
         server,
     )
     customers_pb2_grpc.add_CustomerServiceServicer_to_server(CustomerService(store=store), server)
+    hosted_flow_pb2_grpc.add_HostedFlowServiceServicer_to_server(
+        HostedFlowService(
+            store=store,
+            catalog=catalog,
+            sealer=sealer,
+            connector=connector,
+            callback_url=settings.callback_url,
+            secrets_env=settings.manufacturer_secrets(),
+            clock=clock,
+        ),
+        server,
+    )
     manufacturer_connections_pb2_grpc.add_ManufacturerConnectionServiceServicer_to_server(
         ManufacturerConnectionService(store=store, clock=clock), server
     )

@@ -12,6 +12,7 @@ import contextlib
 import html
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import grpc
 from starlette.applications import Starlette
@@ -19,12 +20,15 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
-from texture.connect.v1 import callback_pb2, callback_pb2_grpc
+from texture.connect.v1 import callback_pb2, callback_pb2_grpc, hosted_flow_pb2_grpc
+from texture_connect.http.hosted import HostedPages
 
 log = logging.getLogger("texture_connect.http")
 
+STATIC_DIR = Path(__file__).with_name("static")
 SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
@@ -85,11 +89,18 @@ def create_http_app(
 ) -> Starlette:
     channel: grpc.aio.Channel | None = None
 
-    def stub() -> callback_pb2_grpc.CallbackServiceStub:
+    def grpc_channel() -> grpc.aio.Channel:
         nonlocal channel
         if channel is None:
             channel = grpc.aio.insecure_channel(grpc_target)
-        return callback_pb2_grpc.CallbackServiceStub(channel)
+        return channel
+
+    def stub() -> callback_pb2_grpc.CallbackServiceStub:
+        return callback_pb2_grpc.CallbackServiceStub(grpc_channel())
+
+    hosted = HostedPages(
+        lambda: hosted_flow_pb2_grpc.HostedFlowServiceStub(grpc_channel()), internal_key
+    )
 
     async def oauth_callback(request: Request) -> Response:
         query = request.query_params
@@ -142,4 +153,6 @@ def create_http_app(
     ]
     if sandbox is not None:
         routes.append(Mount("/sandbox", app=sandbox))
+    routes.append(Mount("/static", app=StaticFiles(directory=STATIC_DIR)))
+    routes.extend(hosted.routes())
     return Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)], lifespan=lifespan)

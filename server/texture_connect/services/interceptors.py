@@ -33,7 +33,10 @@ PUBLIC_PREFIXES = (
     "/grpc.reflection.v1.ServerReflection/",
 )
 # Methods only Texture's own HTTP front end may call.
-INTERNAL_PREFIXES = ("/texture.connect.v1.CallbackService/",)
+INTERNAL_PREFIXES = (
+    "/texture.connect.v1.CallbackService/",
+    "/texture.connect.v1.HostedFlowService/",
+)
 # The only method a publishable connect key may call (standard mode is checked by the
 # servicer, which sees the decoded request).
 CONNECT_KEY_METHODS = frozenset({"/texture.connect.v1.ConnectionService/CreateConnection"})
