@@ -58,11 +58,13 @@ class Server:
     log_path: Path
     process: subprocess.Popen[str] | None = None
     output: list[str] = field(default_factory=list)
+    command: tuple[str, ...] = ("serve", "--sandbox")
+    ready_prefix: str = READY_PREFIX
 
     def start(self) -> Server:
         log = self.log_path.open("a")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "texture_connect", "serve", "--sandbox"],
+            [sys.executable, "-m", "texture_connect", *self.command],
             env=self.env,
             stdout=subprocess.PIPE,
             stderr=log,
@@ -73,7 +75,7 @@ class Server:
         # Blocking reads on the pipe: returns at the ready line, or EOF if it died.
         for line in self.process.stdout:
             self.output.append(line)
-            if line.startswith(READY_PREFIX):
+            if line.startswith(self.ready_prefix):
                 return self
         raise AssertionError(f"server exited before listening: {self.log_path.read_text()}")
 

@@ -318,9 +318,16 @@ async def serve(settings: Settings) -> None:
 
 
 async def serve_http(settings: Settings, grpc_target: str) -> None:
-    """The HTTP side alone, pointed at a gRPC server elsewhere."""
+    """The HTTP side alone, pointed at a gRPC server elsewhere (it holds no state, so any
+    number of these can run behind a load balancer)."""
     http = http_server(settings, build_http_app(settings, grpc_target, internal_key(settings)))
     http_task = asyncio.create_task(http.serve())
+    ready_task = asyncio.create_task(http.ready.wait())
+    await asyncio.wait({http_task, ready_task}, return_when=asyncio.FIRST_COMPLETED)
+    if not http.started:
+        ready_task.cancel()
+        raise OSError(f"cannot serve HTTP on {settings.http_addr}")
+    print(f"texture-connect: HTTP on {settings.http_addr}, gRPC at {grpc_target}", flush=True)
     signal_task = asyncio.create_task(_wait_for_signal())
     await asyncio.wait({http_task, signal_task}, return_when=asyncio.FIRST_COMPLETED)
     http.should_exit = True

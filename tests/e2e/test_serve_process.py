@@ -4,16 +4,27 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import grpc
 import httpx
 import pytest
-from e2e_support import HEADLESS_BODY, cli, create_connection, make_org, query_of, server_env
+from e2e_support import (
+    HEADLESS_BODY,
+    Server,
+    cli,
+    create_connection,
+    free_port,
+    make_org,
+    query_of,
+    server_env,
+)
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from texture.connect.v1 import connection_pb2 as pb
@@ -180,3 +191,35 @@ async def test_headless_seed_example_end_to_end(serve: Any) -> None:
                 pb.GetConnectionRequest(link_session_id=response.link_session_id),
                 metadata=(("texture-api-key", params["texture_scoped_key"]),),
             )
+
+
+async def test_the_http_side_runs_alone_pointed_at_a_grpc_server(
+    serve: Any, tmp_path: Path
+) -> None:
+    """The callback shim holds no state: a separate `texture-connect http` process, given
+    the gRPC address and the shared internal credential, completes a callback."""
+    internal = "tx_ik_" + secrets.token_urlsafe(32)
+    server = serve(TEXTURE_INTERNAL_KEY=internal)
+    org = make_org(server.env)
+    response = await create_connection(server, org)
+    port = free_port()
+    shim = Server(
+        {**server.env, "TEXTURE_HTTP_ADDR": f"127.0.0.1:{port}"},
+        server.grpc_addr,
+        f"http://127.0.0.1:{port}",
+        tmp_path / "http-only.log",
+        command=("http", "--grpc", server.grpc_addr),
+        ready_prefix="texture-connect: HTTP on ",
+    ).start()
+    try:
+        async with httpx.AsyncClient() as http:
+            signed_in = await http.post(
+                response.authorization.url,
+                data={"username": "user_good", "password": "pass_good", "decision": "allow"},
+            )
+            callback = urlsplit(signed_in.headers["location"])
+            landed = await http.get(f"{shim.http_url}{callback.path}?{callback.query}")
+        assert landed.status_code == 302
+        assert "texture_scoped_key=tx_scoped_" in landed.headers["location"]
+    finally:
+        assert shim.stop() == 0
