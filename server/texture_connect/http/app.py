@@ -141,6 +141,9 @@ def create_http_app(
     async def healthz(_request: Request) -> Response:
         return PlainTextResponse("ok")
 
+    async def favicon(_request: Request) -> Response:
+        return Response(status_code=204)
+
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         yield
@@ -150,6 +153,7 @@ def create_http_app(
     routes: list[Route | Mount] = [
         Route("/v1/oauth/callback", oauth_callback, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/favicon.ico", favicon, methods=["GET"]),
     ]
     if sandbox is not None:
         routes.append(Mount("/sandbox", app=sandbox))

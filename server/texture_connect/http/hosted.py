@@ -105,6 +105,16 @@ def _violations(error: grpc.aio.AioRpcError) -> dict[str, str]:
     return fields
 
 
+def _error_info_has(error: grpc.aio.AioRpcError, key: str) -> bool:
+    status = rpc_status.from_call(error)
+    for detail in status.details if status else ():
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            return key in info.metadata
+    return False
+
+
 class HostedPages:
     def __init__(
         self,
@@ -169,7 +179,6 @@ class HostedPages:
         link_token: str,
         flow: hosted_flow_pb2.Flow,
         *,
-        notice: str = "",
         errors: dict[str, str] | None = None,
         form: dict[str, str] | None = None,
         status: int = 200,
@@ -196,9 +205,10 @@ class HostedPages:
             )
         if step == STEP.FLOW_STEP_FAILED:
             return self.error_page(link_token, flow, flow.error or "unknown_error", pending=False)
-        shown = notice or flow.error
-        if shown in ERROR_PAGES and step not in (STEP.FLOW_STEP_DEVICES,):
-            return self.error_page(link_token, flow, shown, pending=True)
+        # The session's own record decides; a notice in the URL only points at it, so a
+        # hand-made ?error= cannot show a page the session does not stand on.
+        if flow.error in ERROR_PAGES and step != STEP.FLOW_STEP_DEVICES:
+            return self.error_page(link_token, flow, flow.error, pending=True)
         if step == STEP.FLOW_STEP_WELCOME:
             return self.render("welcome.html", link_token, status, **context)
         if step == STEP.FLOW_STEP_MANUFACTURER:
@@ -260,7 +270,7 @@ class HostedPages:
             )
         except grpc.aio.AioRpcError as exc:
             return self._rpc_failure(exc)
-        return self.page(link_token, reply.flow, notice=request.query_params.get("error", ""))
+        return self.page(link_token, reply.flow)
 
     def _rpc_failure(self, exc: grpc.aio.AioRpcError) -> HTMLResponse:
         if exc.code() is grpc.StatusCode.NOT_FOUND:
@@ -288,6 +298,12 @@ class HostedPages:
             try:
                 return await handler(request, link_token, form)
             except grpc.aio.AioRpcError as exc:
+                if exc.code() in (
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    grpc.StatusCode.UNAVAILABLE,
+                ) and _error_info_has(exc, "texture_error"):
+                    # The flow recorded what happened: its page explains and offers retry.
+                    return self.see_other(f"/{link_token}")
                 if exc.code() is grpc.StatusCode.FAILED_PRECONDITION:
                     return self.see_other(f"/{link_token}")
                 return self._rpc_failure(exc)

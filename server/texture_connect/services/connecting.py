@@ -14,7 +14,7 @@ from texture_connect.domain import ids
 from texture_connect.domain.catalog import DEVICE_TYPES, Manufacturer
 from texture_connect.domain.keys import KeyKind, display_hint, hash_key, new_key
 from texture_connect.domain.records import ConnectedDevice, ConnectSession, SessionStatus
-from texture_connect.domain.redirects import error_redirect, success_redirect, with_query
+from texture_connect.domain.redirects import error_redirect, success_redirect
 from texture_connect.domain.texture_errors import TEXTURE_ERRORS
 from texture_connect.manufacturers.devices import (
     DeviceAdapter,
@@ -63,11 +63,11 @@ class Connector:
 
     # Where the browser goes ---------------------------------------------------------------
 
-    def hosted_url(self, session: ConnectSession, **query: str) -> str:
-        """The session's hosted page (its link URL), optionally with a notice to show."""
+    def hosted_url(self, session: ConnectSession) -> str:
+        """The session's hosted page (its link URL): it shows whatever the session records."""
         assert session.link_token_sealed is not None
         token = self._sealer.open_text(session.link_token_sealed, link_context(session.id))
-        return with_query(f"{self._public_url}/{token}", query)
+        return f"{self._public_url}/{token}"
 
     def failure_url(
         self, session: ConnectSession, texture_error: str, raw: str | None = None
@@ -75,7 +75,7 @@ class Connector:
         """Headless: the app's redirect URL with texture_error. Standard: the hosted pages,
         which explain the error and offer to try again where that may help."""
         if session.mode == "standard" and session.link_token_sealed is not None:
-            return self.hosted_url(session, error=texture_error)
+            return self.hosted_url(session)
         return error_redirect(session.redirect_url, texture_error, raw)
 
     # Steps ------------------------------------------------------------------------------

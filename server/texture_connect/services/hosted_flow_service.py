@@ -79,6 +79,9 @@ _FRIENDLY = {
 }
 
 
+_CUSTOMER_MISTAKES = frozenset({"invalid_credentials", "invalid_otp", "challenge_expired"})
+
+
 def _challenge_context(session_id: str) -> str:
     return f"session:{session_id}:otp-challenge"
 
@@ -447,6 +450,7 @@ class HostedFlowService(hosted_flow_pb2_grpc.HostedFlowServiceServicer):
                 client_secret=credential_client_secret(manufacturer, self._secrets_env),
             )
         except CredentialSignInError as exc:
+            await self._manufacturer_trouble(loaded, exc)
             self._credential_error(exc, "password")
         if isinstance(result, OtpChallenge):
             sealed = self._sealer.seal_text(
@@ -460,6 +464,15 @@ class HostedFlowService(hosted_flow_pb2_grpc.HostedFlowServiceServicer):
         await self._after_sign_in(loaded, manufacturer, result)
         flow = self._flow(await self._load_by_id(loaded))
         return hosted_flow_pb2.SubmitCredentialsResponse(flow=flow)
+
+    async def _manufacturer_trouble(self, loaded: Loaded, exc: CredentialSignInError) -> None:
+        """The manufacturer failed (not the customer): the flow shows the retryable error
+        page with "Try again", as it does for an OAuth manufacturer's server_error."""
+        if exc.reason in _CUSTOMER_MISTAKES:
+            return
+        error = "temporarily_unavailable" if exc.status == 503 else "server_error"
+        await self._connector.record_failure(loaded.session, error)
+        raise fail("MANUFACTURER_UNAVAILABLE", texture_error=error)
 
     @staticmethod
     def _credential_error(exc: CredentialSignInError, field: str) -> NoReturn:
@@ -493,6 +506,7 @@ class HostedFlowService(hosted_flow_pb2_grpc.HostedFlowServiceServicer):
                 client_secret=credential_client_secret(manufacturer, self._secrets_env),
             )
         except CredentialSignInError as exc:
+            await self._manufacturer_trouble(loaded, exc)
             if exc.reason == "challenge_expired":
                 await self._store.write(
                     lambda tx: tx.update_session_flow(
