@@ -524,6 +524,7 @@ async def test_session_round_trips(store: Store, clock: ManualClock) -> None:
         expires_at=written.expires_at,
         ended_at=None,
         error="",
+        customer_info=written.customer_info,
     )
     assert isinstance(session.tags, tuple)
     assert isinstance(session.manufacturers, tuple)
