@@ -4,14 +4,16 @@ gRPC (issue 5).
 
 Scoped-key isolation (between two customers of one organization and between two
 organizations), what each kind of key may call, secret-key filters and pagination across
-page boundaries, tags, customers and sites, live state per device type, token refresh (one
-refresh for concurrent reads, counted at the sandbox's token endpoint), a refused refresh
+page boundaries, tags, customers and sites, live state per device type, token refresh
+(counted at the sandbox's token endpoint through ``/sandbox/_stats``), a refused refresh
 and its repair, disconnect, scoped-key revocation, and tokens encrypted at rest with key
 rotation.
 
 Most tests share one server per configuration (module scope); each uses customers of its
 own (unique emails), or an organization of its own when it needs to know every record of
-the organization. Nothing sleeps to synchronise.
+the organization. Tests that need the manufacturer to misbehave, or a read held in flight,
+put a gate (a reverse proxy in this process) between the server and its sandbox.
+Nothing sleeps to synchronise.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any
 import grpc
 import httpx
 import pytest
+from asgi_server import serving
 from e2e_support import (
     HEADLESS_BODY,
     OrgKeys,
@@ -41,6 +44,10 @@ from e2e_support import (
     query_of,
     server_env,
 )
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 from support import RichError, rich_error
 
 from texture.connect.v1 import (
@@ -54,6 +61,7 @@ from texture.connect.v1 import (
     manufacturer_connections_pb2_grpc,
 )
 from texture_connect.crypto import DecryptionError, Sealer, new_encryption_key
+from texture_connect.services.token_access import token_context
 
 APP_URL = "https://yourapp.com/oauth/callback"
 TIMEOUT = 30.0
@@ -302,6 +310,30 @@ def query_db(server: Server, sql: str, *args: Any) -> list[tuple[Any, ...]]:
     uri = f"file:{database_file(server)}?mode=ro"
     with closing(sqlite3.connect(uri, uri=True)) as db:
         return db.execute(sql, args).fetchall()
+
+
+def _database_bytes(server: Server) -> bytes:
+    path = database_file(server)
+    return b"".join(
+        candidate.read_bytes()
+        for candidate in (path, Path(f"{path}-wal"), Path(f"{path}-journal"))
+        if candidate.exists()
+    )
+
+
+def _sealed_tokens(server: Server, connection_id: str) -> tuple[bytes, bytes]:
+    ((access, refresh),) = query_db(
+        server,
+        "SELECT access_token_sealed, refresh_token_sealed FROM manufacturer_connections "
+        "WHERE id = ?",
+        connection_id,
+    )
+    return access, refresh
+
+
+def _open(key: str, connection_id: str, which: str, sealed: bytes) -> str:
+    """Opens a sealed token as the server does (bound to its row and role)."""
+    return Sealer.from_setting(key).open_text(sealed, token_context(connection_id, which))
 
 
 def newest_first(devices: list[Device]) -> bool:
@@ -1205,6 +1237,92 @@ async def test_live_state_per_device_type(
 # --------------------------------------------------------------------------------- refresh
 
 
+_HOP_BY_HOP = {"host", "content-length", "connection", "transfer-encoding", "keep-alive"}
+
+
+class Gate:
+    """A reverse proxy in front of the sandbox manufacturer (``TEXTURE_SANDBOX_URL`` points
+    at it) that lets a test script the manufacturer's side: hold the next device-state
+    read until released (a read that refreshed its token is then still in flight, its
+    refresh stored, for as long as the test needs), answer device-state reads with 401
+    (the manufacturer rejects the access token early), or answer token requests with 500.
+    Everything else passes through unchanged."""
+
+    def __init__(self) -> None:
+        self.url = ""
+        self.upstream = ""
+        self.state_held = asyncio.Event()
+        self.release = asyncio.Event()
+        self.reject_state_reads = 0
+        self.fail_token_requests = 0
+        self._hold_next_state = False
+        self._client = httpx.AsyncClient(follow_redirects=False, timeout=TIMEOUT)
+
+    def app_at(self, origin: str) -> Starlette:
+        self.url = origin
+        return Starlette(routes=[Route("/{path:path}", self.forward, methods=["GET", "POST"])])
+
+    def hold_next_state_read(self) -> None:
+        self._hold_next_state = True
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def forward(self, request: Request) -> Response:
+        path = request.url.path
+        if self._hold_next_state and path.endswith("/state"):
+            self._hold_next_state = False
+            self.state_held.set()
+            await self.release.wait()
+        if self.reject_state_reads and path.endswith("/state"):
+            self.reject_state_reads -= 1
+            return JSONResponse(
+                {"error": "invalid_token", "error_description": "revoked early"},
+                status_code=401,
+                headers={"WWW-Authenticate": 'Bearer realm="sandbox", error="invalid_token"'},
+            )
+        if self.fail_token_requests and path.endswith("/oauth/token"):
+            self.fail_token_requests -= 1
+            return JSONResponse({"error": "server_error"}, status_code=500)
+        query = f"?{request.url.query}" if request.url.query else ""
+        upstream = await self._client.request(
+            request.method,
+            self.upstream + path + query,
+            content=await request.body(),
+            headers={k: v for k, v in request.headers.items() if k not in _HOP_BY_HOP},
+        )
+        headers = {
+            k: v
+            for k, v in upstream.headers.items()
+            if k not in _HOP_BY_HOP | {"content-encoding", "date", "server"}
+        }
+        return Response(upstream.content, upstream.status_code, headers)
+
+
+@asynccontextmanager
+async def sandbox_gate() -> AsyncIterator[Gate]:
+    gate = Gate()
+    try:
+        async with serving(gate.app_at):
+            try:
+                yield gate
+            finally:
+                gate.release.set()  # a held request must not hold up the shutdown
+    finally:
+        await gate.aclose()
+
+
+@asynccontextmanager
+async def gated_server(
+    serve: Callable[..., Server], **env: str
+) -> AsyncIterator[tuple[Server, Gate]]:
+    """A server whose catalog reaches the sandbox (its own) through a gate."""
+    async with sandbox_gate() as gate:
+        server = serve(TEXTURE_SANDBOX_URL=f"{gate.url}/sandbox", **env)
+        gate.upstream = server.http_url
+        yield server, gate
+
+
 async def test_an_expiring_token_is_refreshed_before_the_read(
     short_tokens: tuple[Server, OrgKeys], browser: httpx.AsyncClient
 ) -> None:
@@ -1212,33 +1330,49 @@ async def test_an_expiring_token_is_refreshed_before_the_read(
     mine = await connect(browser, server, org, headless_body(), "user_good")
     async with api_of(server) as api:
         battery = by_type(await devices_of(api, mine.scoped_key))["battery"]
+        connection_id = battery.manufacturer_connection_id
+        ((generation_before,),) = query_db(
+            server,
+            "SELECT token_generation FROM manufacturer_connections WHERE id = ?",
+            connection_id,
+        )
         grants, requests = await sandbox_stats(browser, server)
         _assert_plausible(await state_of(api, mine.scoped_key, battery.id))
         assert await sandbox_stats(browser, server) == (grants + 1, requests + 1)
-        # The refreshed token is short-lived too: the next read refreshes again.
         _assert_plausible(await state_of(api, org.secret_key, battery.id))
-        assert await sandbox_stats(browser, server) == (grants + 2, requests + 2)
-        connection = await connection_of(api, org, battery.manufacturer_connection_id)
-        assert connection.status == ACTIVE
+        assert (await connection_of(api, org, connection_id)).status == ACTIVE
 
-    # At rest after the refreshes: sealed, with no token, key or "Bearer" in clear.
-    rows = query_db(
+    # At rest after the refresh: sealed, with no token, key or "Bearer" in clear.
+    ((access_sealed, refresh_sealed, generation),) = query_db(
         server,
         "SELECT access_token_sealed, refresh_token_sealed, token_generation "
         "FROM manufacturer_connections WHERE id = ?",
-        battery.manufacturer_connection_id,
+        connection_id,
     )
-    ((access_sealed, refresh_sealed, generation),) = rows
-    assert generation >= 2
+    assert generation > generation_before
     for sealed in (access_sealed, refresh_sealed):
         assert isinstance(sealed, bytes) and len(sealed) > 28
         assert b"Bearer" not in sealed and mine.scoped_key.encode() not in sealed
         assert re.search(rb"[A-Za-z0-9_-]{32,}", sealed) is None
+    # Opened with the server's key (generated into its data dir), the tokens are real
+    # sandbox tokens, and they appear nowhere in the database files.
+    key = (Path(server.env["TEXTURE_DATA_DIR"]) / "encryption.key").read_text().strip()
+    access = _open(key, connection_id, "access", access_sealed)
+    refresh = _open(key, connection_id, "refresh", refresh_sealed)
+    assert len(access) >= 32 and len(refresh) >= 32
+    stored = _database_bytes(server)
+    assert access.encode() not in stored and refresh.encode() not in stored
 
 
-async def test_concurrent_reads_share_one_refresh(
+async def test_concurrent_reads_succeed_and_never_refresh_in_parallel(
     short_tokens: tuple[Server, OrgKeys], browser: httpx.AsyncClient
 ) -> None:
+    """Ten concurrent reads of one connection whose token needs a refresh: every read
+    succeeds and the connection stays active. The sandbox rotates refresh tokens, so two
+    refreshes running at once would present the same refresh token twice: the second
+    would be refused (invalid_grant, a token request without a grant) and the connection
+    would need re-authorization. (That the ten share exactly one refresh is
+    test_concurrent_reads_share_one_refresh, below.)"""
     server, org = short_tokens
     mine = await connect(browser, server, org, headless_body(), "user_good")
     async with api_of(server) as api:
@@ -1249,7 +1383,40 @@ async def test_concurrent_reads_share_one_refresh(
         )
         for state in states:
             _assert_plausible(state)
-        assert await sandbox_stats(browser, server) == (grants + 1, requests + 1)
+        new_grants, new_requests = await sandbox_stats(browser, server)
+        assert new_grants > grants
+        assert new_requests - requests == new_grants - grants, "a refresh was refused"
+        connection = await connection_of(api, org, devices[0].manufacturer_connection_id)
+        assert connection.status == ACTIVE
+
+
+async def test_concurrent_reads_share_one_refresh(
+    serve: Callable[..., Server], browser: httpx.AsyncClient
+) -> None:
+    """Ten concurrent reads of one connection with an expiring token: one refresh, whose
+    result the others use. Without help this is a race the server loses about half the
+    time (when some reads reach the token row after the first refresh was stored), so
+    the gate pins that interleaving: the first read is held in flight at the device API,
+    after its refresh was stored, while the nine others run."""
+    async with gated_server(serve, TEXTURE_SANDBOX_TOKEN_TTL="30") as (server, gate):
+        org = make_org(server.env)
+        mine = await connect(browser, server, org, headless_body(), "user_good")
+        async with api_of(server) as api:
+            devices = await devices_of(api, mine.scoped_key)
+            grants, requests = await sandbox_stats(browser, server)
+            gate.hold_next_state_read()
+            first = asyncio.ensure_future(state_of(api, mine.scoped_key, devices[0].id))
+            await asyncio.wait_for(gate.state_held.wait(), TIMEOUT)
+            assert await sandbox_stats(browser, server) == (grants + 1, requests + 1)
+            try:
+                others = await asyncio.gather(
+                    *(state_of(api, mine.scoped_key, devices[i % 2].id) for i in range(1, 10))
+                )
+            finally:
+                gate.release.set()
+            for state in [await first, *others]:
+                _assert_plausible(state)
+            assert await sandbox_stats(browser, server) == (grants + 1, requests + 1)
 
 
 async def test_refused_refresh_needs_reauthorization_and_a_new_session_repairs_it(
@@ -1308,6 +1475,69 @@ async def test_refused_refresh_needs_reauthorization_and_a_new_session_repairs_i
         for device in new_devices:
             for key in (repaired.scoped_key, org.secret_key):
                 _assert_plausible(await state_of(api, key, device.id))
+
+
+async def test_a_rejected_access_token_is_refreshed_once_and_the_read_retried(
+    serve: Callable[..., Server], browser: httpx.AsyncClient
+) -> None:
+    """Hour-long tokens (no refresh for expiry); the manufacturer rejects an access token
+    early (401 invalid_token): one refresh, one retry."""
+    async with gated_server(serve) as (server, gate):
+        org = make_org(server.env)
+        mine = await connect(browser, server, org, headless_body(), "user_good")
+        async with api_of(server) as api:
+            battery = by_type(await devices_of(api, mine.scoped_key))["battery"]
+            connection_id = battery.manufacturer_connection_id
+            stats = await sandbox_stats(browser, server)
+            _assert_plausible(await state_of(api, mine.scoped_key, battery.id))
+            assert await sandbox_stats(browser, server) == stats, "no refresh needed yet"
+
+            gate.reject_state_reads = 1
+            _assert_plausible(await state_of(api, mine.scoped_key, battery.id))
+            assert await sandbox_stats(browser, server) == (stats[0] + 1, stats[1] + 1)
+
+            # Rejected again after the refresh: no loop, the manufacturer is unavailable.
+            gate.reject_state_reads = 2
+            await assert_error(
+                api.devices.GetDeviceState(
+                    devices_pb2.GetDeviceStateRequest(device_id=battery.id),
+                    metadata=auth(mine.scoped_key),
+                ),
+                grpc.StatusCode.UNAVAILABLE,
+                "MANUFACTURER_UNAVAILABLE",
+            )
+            assert await sandbox_stats(browser, server) == (stats[0] + 2, stats[1] + 2)
+            assert (await connection_of(api, org, connection_id)).status == ACTIVE
+            _assert_plausible(await state_of(api, mine.scoped_key, battery.id))
+            assert await sandbox_stats(browser, server) == (stats[0] + 2, stats[1] + 2)
+
+
+async def test_a_failing_token_endpoint_leaves_the_connection_active(
+    serve: Callable[..., Server], browser: httpx.AsyncClient
+) -> None:
+    """A refresh that fails for a passing reason (HTTP 500 at the token endpoint) is not a
+    refusal: the read is UNAVAILABLE, the connection stays active and the next read
+    refreshes."""
+    async with gated_server(serve, TEXTURE_SANDBOX_TOKEN_TTL="30") as (server, gate):
+        org = make_org(server.env)
+        mine = await connect(browser, server, org, headless_body(), "user_good")
+        async with api_of(server) as api:
+            battery = by_type(await devices_of(api, mine.scoped_key))["battery"]
+            grants, requests = await sandbox_stats(browser, server)
+            gate.fail_token_requests = 1
+            await assert_error(
+                api.devices.GetDeviceState(
+                    devices_pb2.GetDeviceStateRequest(device_id=battery.id),
+                    metadata=auth(mine.scoped_key),
+                ),
+                grpc.StatusCode.UNAVAILABLE,
+                "MANUFACTURER_UNAVAILABLE",
+            )
+            assert await sandbox_stats(browser, server) == (grants, requests)  # never reached
+            connection = await connection_of(api, org, battery.manufacturer_connection_id)
+            assert connection.status == ACTIVE
+            _assert_plausible(await state_of(api, mine.scoped_key, battery.id))
+            assert await sandbox_stats(browser, server) == (grants + 1, requests + 1)
 
 
 # ------------------------------------------------------------------- disconnect, revocation
@@ -1495,80 +1725,61 @@ async def test_revoked_scoped_key_is_rejected(shared: Shared, browser: httpx.Asy
 # ------------------------------------------------------------ encryption at rest, rotation
 
 
-def _database_bytes(server: Server) -> bytes:
-    path = database_file(server)
-    return b"".join(
-        candidate.read_bytes()
-        for candidate in (path, Path(f"{path}-wal"), Path(f"{path}-journal"))
-        if candidate.exists()
-    )
-
-
-def _sealed_tokens(server: Server, connection_id: str) -> tuple[bytes, bytes]:
-    ((access, refresh),) = query_db(
-        server,
-        "SELECT access_token_sealed, refresh_token_sealed FROM manufacturer_connections "
-        "WHERE id = ?",
-        connection_id,
-    )
-    return access, refresh
-
-
-def _open(key: str, connection_id: str, which: str, sealed: bytes) -> str:
-    return Sealer.from_setting(key).open_text(sealed, f"connection:{connection_id}:{which}")
-
-
 async def test_tokens_stay_sealed_and_the_encryption_key_rotates(
     serve: Callable[..., Server], browser: httpx.AsyncClient, tmp_path: Path
 ) -> None:
-    """One long-lived sandbox (the first server, 30-second tokens) stands in for the
-    manufacturer while the Texture server is restarted on the same database with a rotated
-    TEXTURE_ENCRYPTION_KEY: the sandbox's grants survive the restarts."""
-    manufacturer = serve(
-        f"sqlite:///{tmp_path / 'manufacturer.db'}", TEXTURE_SANDBOX_TOKEN_TTL="30"
-    )
+    """The Texture server is restarted on the same database with a rotated
+    TEXTURE_ENCRYPTION_KEY; one long-lived sandbox (the first server started, on a
+    database of its own) stands in for the manufacturer, so its grants outlive the
+    restarts."""
+    manufacturer = serve(f"sqlite:///{tmp_path / 'manufacturer.db'}")
     sandbox = {"TEXTURE_SANDBOX_URL": f"{manufacturer.http_url}/sandbox"}
     old_key, new_key = new_encryption_key(), new_encryption_key()
 
     first = serve(TEXTURE_ENCRYPTION_KEY=old_key, **sandbox)
     org = make_org(first.env)
-    mine = await connect(browser, first, org, headless_body(), "user_good")
+    before = await connect(browser, first, org, headless_body(), "user_good")
     async with api_of(first) as api:
-        battery = by_type(await devices_of(api, mine.scoped_key))["battery"]
-        _assert_plausible(await state_of(api, mine.scoped_key, battery.id))  # refreshes
-    connection_id = battery.manufacturer_connection_id
-    assert (await sandbox_stats(browser, manufacturer))[0] == 1
+        battery = by_type(await devices_of(api, before.scoped_key))["battery"]
+        _assert_plausible(await state_of(api, before.scoped_key, battery.id))
+    old_connection = battery.manufacturer_connection_id
     assert first.stop() == 0, first.logs()
 
-    # Sealed with the key in use: the clear tokens are nowhere in the database file.
-    access_sealed, refresh_sealed = _sealed_tokens(first, connection_id)
-    access = _open(old_key, connection_id, "access", access_sealed)
-    refresh = _open(old_key, connection_id, "refresh", refresh_sealed)
+    # Sealed with the key in use; the clear tokens are nowhere in the database files.
+    access_sealed, refresh_sealed = _sealed_tokens(first, old_connection)
+    access = _open(old_key, old_connection, "access", access_sealed)
+    refresh = _open(old_key, old_connection, "refresh", refresh_sealed)
     assert len(access) >= 32 and len(refresh) >= 32
     stored = _database_bytes(first)
-    for secret in (access, refresh, mine.scoped_key, org.secret_key):
+    for secret in (access, refresh, before.scoped_key, org.secret_key):
         assert secret.encode() not in stored
     assert b"Bearer" not in access_sealed + refresh_sealed
     with pytest.raises(DecryptionError):
-        _open(new_key, connection_id, "access", access_sealed)
+        _open(new_key, old_connection, "access", access_sealed)
+    # Bound to their row and role: the access token does not open as the refresh token.
+    with pytest.raises(DecryptionError):
+        _open(old_key, old_connection, "refresh", access_sealed)
 
-    # Rotated: the new key first, the old one kept for decryption.
+    # Rotated: the new key first, the old one kept for decryption. Old values still open;
+    # new values are sealed with the new key.
     rotated = serve(migrate=False, TEXTURE_ENCRYPTION_KEY=f"{new_key},{old_key}", **sandbox)
     assert rotated.env["TEXTURE_DATABASE_URL"] == first.env["TEXTURE_DATABASE_URL"]
+    after = await connect(browser, rotated, org, headless_body(), "user_ev")
     async with api_of(rotated) as api:
-        _assert_plausible(await state_of(api, mine.scoped_key, battery.id))  # refreshes
+        _assert_plausible(await state_of(api, before.scoped_key, battery.id))
         _assert_plausible(await state_of(api, org.secret_key, battery.id))
-    assert (await sandbox_stats(browser, manufacturer))[0] == 3
+        vehicle = by_type(await devices_of(api, after.scoped_key))["vehicle"]
+        _assert_plausible(await state_of(api, after.scoped_key, vehicle.id))
+    new_connection = vehicle.manufacturer_connection_id
     assert rotated.stop() == 0, rotated.logs()
-
-    # The refreshes sealed the new tokens with the new key alone...
-    access_sealed, refresh_sealed = _sealed_tokens(rotated, connection_id)
-    for which, sealed in (("access", access_sealed), ("refresh", refresh_sealed)):
-        assert _open(new_key, connection_id, which, sealed) not in (access, refresh)
+    for which, sealed in zip(
+        ("access", "refresh"), _sealed_tokens(rotated, new_connection), strict=True
+    ):
+        assert len(_open(new_key, new_connection, which, sealed)) >= 32
         with pytest.raises(DecryptionError):
-            _open(old_key, connection_id, which, sealed)
+            _open(old_key, new_connection, which, sealed)
 
-    # ...so the old key can be dropped.
+    # Once nothing needed is sealed with the old key, it can go.
     retired = serve(migrate=False, TEXTURE_ENCRYPTION_KEY=new_key, **sandbox)
     async with api_of(retired) as api:
-        _assert_plausible(await state_of(api, mine.scoped_key, battery.id))
+        _assert_plausible(await state_of(api, after.scoped_key, vehicle.id))

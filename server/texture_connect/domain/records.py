@@ -173,6 +173,7 @@ class StoredTokens:
     # Bumped by every token change: waiters compare it to see a refresh land.
     token_generation: int
     refresh_claimed_at: datetime | None
+    token_refreshed_at: datetime | None = None
 
     def __repr__(self) -> str:
         return f"StoredTokens({self.connection_id!r}, generation={self.token_generation})"

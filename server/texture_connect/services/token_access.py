@@ -41,6 +41,10 @@ log = logging.getLogger("texture_connect.tokens")
 REFRESH_MARGIN = timedelta(seconds=60)
 # A claim older than this belongs to a refresher that died.
 CLAIM_TIMEOUT = timedelta(seconds=30)
+# A token refreshed this recently is used as long as it has not expired, even inside the
+# refresh margin: the reads that queued behind a refresh share its result instead of
+# refreshing again (short-lived tokens would otherwise be refreshed by every reader).
+REUSE_WINDOW = timedelta(seconds=5)
 # How long a reader waits for someone else's refresh before giving up (UNAVAILABLE).
 WAIT_LIMIT_SECONDS = 15.0
 _POLL_SECONDS = 0.05
@@ -118,8 +122,12 @@ class TokenAccess:
         expires = tokens.token_expires_at
         if expires is None:
             return False
-        margin = timedelta(0) if fresh_from_wait else REFRESH_MARGIN
-        return expires - self._clock() <= margin
+        now = self._clock()
+        just_refreshed = (
+            tokens.token_refreshed_at is not None and now - tokens.token_refreshed_at < REUSE_WINDOW
+        )
+        margin = timedelta(0) if fresh_from_wait or just_refreshed else REFRESH_MARGIN
+        return expires - now <= margin
 
     async def _wait_for_refresh(self, connection_id: str, deadline: float) -> None:
         if time.monotonic() >= deadline:

@@ -173,6 +173,8 @@ manufacturer_connections = sa.Table(
     # Set while one caller refreshes the tokens: the claim that lets exactly one refresh
     # run at a time across replicas (a claim older than the refresh timeout is abandoned).
     sa.Column("refresh_claimed_at", sa.DateTime, nullable=True),
+    # When a refresh last stored new tokens: readers arriving just after reuse them.
+    sa.Column("token_refreshed_at", sa.DateTime, nullable=True),
     sa.UniqueConstraint(
         "organization_id", "customer_id", "manufacturer", name="uq_connections_customer_mfr"
     ),

@@ -998,6 +998,7 @@ class Transaction:
             token_expires_at=from_db_time(row.token_expires_at),
             token_generation=row.token_generation,
             refresh_claimed_at=from_db_time(row.refresh_claimed_at),
+            token_refreshed_at=from_db_time(row.token_refreshed_at),
         )
 
     def claim_token_refresh(
@@ -1040,6 +1041,7 @@ class Transaction:
             token_expires_at=to_db_time(token_expires_at) if token_expires_at else None,
             token_generation=_mc.c.token_generation + 1,
             refresh_claimed_at=None,
+            token_refreshed_at=to_db_time(now),
             updated_at=to_db_time(now),
         )
         if refresh_token_sealed is not None:
