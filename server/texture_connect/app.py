@@ -33,7 +33,7 @@ from texture.connect.v1 import (
     manufacturer_connections_pb2_grpc,
 )
 from texture_connect.config import Settings
-from texture_connect.crypto import Sealer, development_key
+from texture_connect.crypto import Sealer, development_key, read_or_create_secret
 from texture_connect.domain.catalog import Catalog, Manufacturer
 from texture_connect.domain.keys import KeyKind, hash_key, new_key
 from texture_connect.domain.records import Principal
@@ -87,14 +87,9 @@ def internal_key(settings: Settings) -> str:
     else one generated once into the data directory (development)."""
     if settings.internal_key:
         return settings.internal_key
-    path = settings.data_dir / "internal.key"
-    if path.exists():
-        return path.read_text().strip()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    key = new_key(KeyKind.INTERNAL)
-    path.write_text(key + "\n")
-    path.chmod(0o600)
-    return key
+    return read_or_create_secret(
+        settings.data_dir / "internal.key", lambda: new_key(KeyKind.INTERNAL)
+    )
 
 
 def sealer_for(settings: Settings) -> Sealer:
@@ -156,6 +151,13 @@ async def create_grpc_server(
         server,
     )
 
+    secret_names = {
+        settings_table.client_secret_env
+        for m in catalog.manufacturers.values()
+        for settings_table in (m.oauth, m.credentials)
+        if settings_table is not None
+    }
+
     def adapters(manufacturer: Manufacturer) -> DeviceAdapter:
         return adapter_for(manufacturer, sandbox_url=settings.sandbox_url)
 
@@ -173,7 +175,7 @@ async def create_grpc_server(
             sealer=sealer,
             settings=CallbackSettings(
                 callback_url=settings.callback_url,
-                secrets_env=settings.manufacturer_secrets(),
+                secrets_env=settings.manufacturer_secrets(secret_names),
             ),
             connector=connector,
             clock=clock,
@@ -184,7 +186,7 @@ async def create_grpc_server(
         store=store,
         sealer=sealer,
         catalog=catalog,
-        secrets_env=settings.manufacturer_secrets(),
+        secrets_env=settings.manufacturer_secrets(secret_names),
         clock=clock,
     )
     devices_pb2_grpc.add_DeviceServiceServicer_to_server(
@@ -201,7 +203,7 @@ async def create_grpc_server(
             sealer=sealer,
             connector=connector,
             callback_url=settings.callback_url,
-            secrets_env=settings.manufacturer_secrets(),
+            secrets_env=settings.manufacturer_secrets(secret_names),
             clock=clock,
         ),
         server,

@@ -4,11 +4,15 @@ README's configuration table."""
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from texture_connect.manufacturers.catalog_file import DEVELOPMENT_CATALOG
+
+# Texture's own settings; never handed out as a manufacturer's client secret (the sandbox's
+# client secret is the one exception, below).
+_SERVICE_VARIABLES_PREFIX = "TEXTURE_"
 
 
 class ConfigError(ValueError):
@@ -40,7 +44,8 @@ class Settings:
 
     def __repr__(self) -> str:  # keys stay out of reprs and logs
         return (
-            f"Settings(database_url={self.database_url!r}, grpc_addr={self.grpc_addr!r}, "
+            f"Settings(database_url={_without_password(self.database_url)!r}, "
+            f"grpc_addr={self.grpc_addr!r}, "
             f"http_addr={self.http_addr!r}, public_url={self.public_url!r})"
         )
 
@@ -78,9 +83,26 @@ class Settings:
             secrets_env=dict(env),
         )
 
-    def manufacturer_secrets(self) -> dict[str, str]:
-        """The environment plus the sandbox's development secret, unless one is set."""
-        return {"TEXTURE_SANDBOX_CLIENT_SECRET": self.sandbox_client_secret, **self.secrets_env}
+    def manufacturer_secrets(self, names: Iterable[str]) -> dict[str, str]:
+        """The client secrets of the variables the catalog names, and nothing else of the
+        environment (a catalog naming TEXTURE_ENCRYPTION_KEY gets nothing). The sandbox's
+        development secret stands in when its variable is unset."""
+        env = {"TEXTURE_SANDBOX_CLIENT_SECRET": self.sandbox_client_secret, **self.secrets_env}
+        allowed = {
+            name
+            for name in names
+            if name == "TEXTURE_SANDBOX_CLIENT_SECRET"
+            or not name.startswith(_SERVICE_VARIABLES_PREFIX)
+        }
+        return {name: env[name] for name in allowed if name in env}
+
+
+def _without_password(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in credentials:
+        return url
+    return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -73,14 +74,20 @@ class Sealer:
         raise DecryptionError("no configured key opens this value")
 
 
+def read_or_create_secret(path: Path, make: Callable[[], str]) -> str:
+    """A secret kept in a file readable by its owner only: created once (atomically, so
+    two processes starting together agree on one value), then read."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    value = make()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value + "\n")
+    return value
+
+
 def development_key(data_dir: Path) -> str:
     """A key generated once into the data directory, for development only."""
-    path = data_dir / "encryption.key"
-    if path.exists():
-        return path.read_text().strip()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    key = new_encryption_key()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(key + "\n")
-    return key
+    return read_or_create_secret(data_dir / "encryption.key", new_encryption_key)

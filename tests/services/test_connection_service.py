@@ -540,3 +540,27 @@ async def test_pkce_verifier_is_sealed_and_state_stored_hashed(
     assert row.state_hash == hashlib.sha256(state.split(".")[1].encode()).hexdigest()
     assert row.id == state.split(".")[0]
     assert len(row.code_verifier_sealed) > 43
+
+
+async def test_connect_keys_never_reach_existing_customers(
+    connections: Stub, org: Org, store: Store
+) -> None:
+    """A connect key is public: it cannot open a flow on an existing customer (and so can
+    never end up holding a scoped key for someone else's devices)."""
+    mine = await create(connections, org, {"redirectUrl": REDIRECT, "customerInfo": JANE})
+    for field, value in (("customerId", mine.customer_id), ("siteId", mine.site_id)):
+        error = await rejected(
+            connections, org, {"redirectUrl": REDIRECT, field: value}, key="connect"
+        )
+        assert (error.code, error.reason) == (
+            grpc.StatusCode.PERMISSION_DENIED,
+            "CONNECT_KEY_NOT_ALLOWED",
+        )
+        assert error.metadata["field"] == field
+    impostor = {**JANE, "phone": "555-555-0199"}
+    public = await create(
+        connections, org, {"redirectUrl": REDIRECT, "customerInfo": impostor}, key="connect"
+    )
+    assert public.customer_id != mine.customer_id
+    customer = await store.read(lambda tx: tx.get_customer(org.id, mine.customer_id))
+    assert customer is not None and customer.phone == ""  # untouched

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from texture_connect.domain.ids import looks_like_id
 
@@ -22,7 +22,7 @@ _SECRET_LENGTH = 43  # base64url of 32 bytes, unpadded
 @dataclass(frozen=True)
 class IssuedState:
     attempt_id: str
-    value: str  # give to the manufacturer; never store
+    value: str = field(repr=False)  # give to the manufacturer; never store or log
     secret_hash: str  # store
 
 

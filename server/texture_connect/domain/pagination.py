@@ -43,7 +43,7 @@ def read_page(page_size: int, page_token: str, query: str) -> Page:
         if data["q"] != _binding(query):
             raise ValueError("token of another query")
         after = (datetime.fromtimestamp(data["t"] / 1_000_000, UTC), str(data["i"]))
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, OverflowError, OSError):
         raise invalid(
             [FieldViolation("pageToken", "is not a token from this list with these filters")]
         ) from None

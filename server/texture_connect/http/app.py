@@ -52,7 +52,12 @@ def page(title: str, message: str, status: int) -> HTMLResponse:
     return HTMLResponse(
         _PAGE.format(title=html.escape(title), message=html.escape(message)),
         status_code=status,
-        headers={"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"},
+        headers={
+            "Content-Security-Policy": (
+                "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
+            ),
+            "X-Frame-Options": "DENY",
+        },
     )
 
 

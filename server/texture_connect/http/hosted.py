@@ -123,13 +123,15 @@ class HostedPages:
     ) -> None:
         self._stub = stub
         self._internal_key = internal_key
+        self._csrf_key = hmac.new(
+            internal_key.encode(), b"texture-connect hosted-pages csrf v1", hashlib.sha256
+        ).digest()
 
     # Plumbing -------------------------------------------------------------------------------
 
     def csrf(self, link_token: str) -> str:
-        return hmac.new(
-            self._internal_key.encode(), f"csrf:{link_token}".encode(), hashlib.sha256
-        ).hexdigest()
+        """Bound to the link, under a key derived for this purpose alone."""
+        return hmac.new(self._csrf_key, link_token.encode(), hashlib.sha256).hexdigest()
 
     async def _call(self, method: str, request: Any) -> Any:
         rpc = getattr(self._stub(), method)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from grpc import aio
@@ -54,7 +54,7 @@ CLAIM_TIMEOUT = timedelta(minutes=2)
 class CallbackSettings:
     callback_url: str
     # Where manufacturers' client secrets are looked up, by the catalog's variable names.
-    secrets_env: Mapping[str, str]
+    secrets_env: Mapping[str, str] = field(repr=False)
 
 
 class CallbackService(callback_pb2_grpc.CallbackServiceServicer):

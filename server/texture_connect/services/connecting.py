@@ -29,6 +29,10 @@ from texture_connect.storage import Store, Transaction
 log = logging.getLogger("texture_connect.connecting")
 
 
+class _SessionEnded(Exception):
+    pass
+
+
 class ConnectFailure(Exception):
     """The flow cannot connect: ``texture_error`` says why."""
 
@@ -240,12 +244,17 @@ class Connector:
                 connection_id=connection_id,
                 now=now,
             )
-            tx.end_session(
+            if not tx.end_session(
                 session.id, status=SessionStatus.COMPLETED, now=now, connection_id=connection_id
-            )
+            ):
+                # Another completion (or a cancel) ended the session first: undo all of it.
+                raise _SessionEnded()
             return existing_devices
 
-        existing_devices = await self._store.write(save)
+        try:
+            existing_devices = await self._store.write(save)
+        except _SessionEnded:
+            return None
         if existing_devices is None:
             return None
         log.info(

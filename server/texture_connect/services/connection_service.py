@@ -149,6 +149,15 @@ class ConnectionService(connection_pb2_grpc.ConnectionServiceServicer):
         principal = current_principal()
         organization = current_organization()
         decoded = decode_create_request(request)
+        publishable = principal.key_kind is KeyKind.CONNECT
+        if publishable and (decoded.customer_id or decoded.site_id):
+            # A connect key is public: it must not be able to open a flow on someone
+            # else's customer (and end up holding a scoped key for their devices).
+            raise fail(
+                "CONNECT_KEY_NOT_ALLOWED",
+                "customerId and siteId need a secret key.",
+                field="customerId" if decoded.customer_id else "siteId",
+            )
         if decoded.mode is Mode.HEADLESS:
             if principal.key_kind is KeyKind.CONNECT:
                 raise fail("CONNECT_KEY_NOT_ALLOWED")
@@ -163,7 +172,7 @@ class ConnectionService(connection_pb2_grpc.ConnectionServiceServicer):
                 replay = self._replay(tx, organization, valid.request_id, fingerprint, now)
                 if replay is not None:
                     return replay
-            response = self._create(tx, organization, valid, now)
+            response = self._create(tx, organization, valid, now, publishable=publishable)
             if valid.request_id:
                 tx.put_idempotent_response(
                     org_id=organization.id,
@@ -229,8 +238,16 @@ class ConnectionService(connection_pb2_grpc.ConnectionServiceServicer):
         return response
 
     def _create(
-        self, tx: Transaction, organization: Organization, valid: ConnectionRequest, now: datetime
+        self,
+        tx: Transaction,
+        organization: Organization,
+        valid: ConnectionRequest,
+        now: datetime,
+        *,
+        publishable: bool = False,
     ) -> connection_pb2.CreateConnectionResponse:
+        """``publishable``: the request came with a connect key, which never resolves to (or
+        updates) an existing customer: each such session gets a customer of its own."""
         org_id = organization.id
         by_id = tx.get_customer(org_id, valid.customer_id) if valid.customer_id else None
         if valid.customer_id and by_id is None:
@@ -242,7 +259,7 @@ class ConnectionService(connection_pb2_grpc.ConnectionServiceServicer):
         if explicit_site is not None and by_id is None:
             site_owner = tx.get_customer(org_id, explicit_site.customer_id)
         by_email = by_reference = None
-        if by_id is None and site_owner is None:
+        if by_id is None and site_owner is None and not publishable:
             if valid.contact.email:
                 by_email = tx.find_customer_by_email(org_id, valid.contact.email)
             if by_email is None and valid.reference_id:

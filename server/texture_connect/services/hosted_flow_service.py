@@ -433,6 +433,8 @@ class HostedFlowService(hosted_flow_pb2_grpc.HostedFlowServiceServicer):
         self, request: hosted_flow_pb2.SubmitCredentialsRequest, context: aio.ServicerContext
     ) -> hosted_flow_pb2.SubmitCredentialsResponse:
         loaded = await self._pending(request.link_token)
+        if loaded.session.flow_step != steps.AUTHORIZE:
+            raise fail("CONNECT_SESSION_NOT_PENDING", step=loaded.session.flow_step)
         manufacturer = self._chosen(loaded)
         if manufacturer.auth_kind is not AuthKind.CREDENTIALS:
             raise fail("MANUFACTURER_NOT_OFFERED")
@@ -569,11 +571,14 @@ class HostedFlowService(hosted_flow_pb2_grpc.HostedFlowServiceServicer):
                 redirect_url=error_redirect(session.redirect_url, session.error)
             )
         now = self._clock()
-        await self._store.write(
+        ended = await self._store.write(
             lambda tx: tx.end_session(
                 session.id, status=SessionStatus.FAILED, now=now, error=request.error
             )
         )
+        if not ended:
+            # The flow ended meanwhile (a completion won): the pages show how it ended.
+            raise fail("CONNECT_SESSION_NOT_PENDING")
         log.info("session %s: the customer left with %s", session.id, request.error)
         return hosted_flow_pb2.LeaveFlowResponse(
             redirect_url=error_redirect(session.redirect_url, request.error)

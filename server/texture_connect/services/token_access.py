@@ -107,7 +107,10 @@ class TokenAccess:
                 )
             )
             if claimed:
-                return await self._refresh(tokens)
+                refreshed = await self._refresh(tokens)
+                if refreshed is not None:
+                    return refreshed
+                continue
             await self._wait_for_refresh(connection_id, deadline)
             waited_for = generation if waited_for is None else waited_for
             rejected_generation = None if rejected_generation != generation else generation
@@ -143,8 +146,9 @@ class TokenAccess:
         if event is not None:
             event.set()
 
-    async def _refresh(self, tokens: StoredTokens) -> tuple[str, int]:
+    async def _refresh(self, tokens: StoredTokens) -> tuple[str, int] | None:
         connection_id = tokens.connection_id
+        generation = tokens.token_generation
         try:
             manufacturer = self._catalog.get(tokens.manufacturer)
             if manufacturer is None:
@@ -155,7 +159,9 @@ class TokenAccess:
             if tokens.refresh_token_sealed is None or not can_refresh:
                 # Nothing to refresh with: only the customer can grant access again.
                 await self._store.write(
-                    lambda tx: tx.mark_needs_reauthorization(connection_id, self._clock())
+                    lambda tx: tx.mark_needs_reauthorization(
+                        connection_id, self._clock(), generation
+                    )
                 )
                 raise fail("CONNECTION_NEEDS_REAUTHORIZATION")
             refresh_token = self._sealer.open_text(
@@ -179,12 +185,13 @@ class TokenAccess:
                     "refresh refused for connection %s: re-authorization needed", connection_id
                 )
                 await self._store.write(
-                    lambda tx: tx.mark_needs_reauthorization(connection_id, self._clock())
+                    lambda tx: tx.mark_needs_reauthorization(
+                        connection_id, self._clock(), generation
+                    )
                 )
                 raise fail("CONNECTION_NEEDS_REAUTHORIZATION") from None
             except TokenExchangeError as exc:
                 log.warning("refresh failed for connection %s: %s", connection_id, exc.oauth_error)
-                await self._store.write(lambda tx: tx.release_token_refresh(connection_id))
                 raise fail("MANUFACTURER_UNAVAILABLE") from None
             access_sealed = self._sealer.seal_text(
                 fresh.access_token, token_context(connection_id, "access")
@@ -193,21 +200,26 @@ class TokenAccess:
                 fresh.refresh_token or refresh_token, token_context(connection_id, "refresh")
             )
             now = self._clock()
-            await self._store.write(
+            stored = await self._store.write(
                 lambda tx: tx.store_refreshed_tokens(
                     connection_id,
                     access_token_sealed=access_sealed,
                     refresh_token_sealed=refresh_sealed,
                     token_expires_at=fresh.expires_at,
                     now=now,
+                    generation=generation,
                 )
             )
+            if not stored:
+                # Reconnected or disconnected meanwhile: the old grant's tokens are moot;
+                # the caller reads the connection again.
+                return None
             log.info("refreshed the access token of connection %s", connection_id)
             return fresh.access_token, tokens.token_generation + 1
         except BaseException:
             # Whatever happened, a failed refresher must not hold the claim.
             await asyncio.shield(
-                self._store.write(lambda tx: tx.release_token_refresh(connection_id))
+                self._store.write(lambda tx: tx.release_token_refresh(connection_id, generation))
             )
             raise
         finally:

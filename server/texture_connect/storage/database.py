@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -35,7 +35,7 @@ class DatabaseURLError(ValueError):
 
 @dataclass(frozen=True)
 class DatabaseTarget:
-    engine_url: str
+    engine_url: str = field(repr=False)  # may carry a password
     dialect: str  # "sqlite" or "postgresql"
     sqlite_path: Path | None = None
     # PostgreSQL schema to use instead of "public" (tests isolate themselves this way).
@@ -101,6 +101,8 @@ class Database:
                 pool_size=pool_size,
                 max_overflow=0,
                 connect_args={"check_same_thread": False},
+                # Errors are logged: their SQL parameters (emails, addresses) must not be.
+                hide_parameters=True,
             )
             event.listen(self._sync_engine, "connect", _on_sqlite_connect)
             event.listen(self._sync_engine, "begin", _on_sqlite_begin)
@@ -117,6 +119,7 @@ class Database:
                 pool_size=pool_size,
                 max_overflow=4,
                 pool_pre_ping=True,
+                hide_parameters=True,
                 connect_args=connect_args,
             )
 

@@ -667,10 +667,15 @@ class Transaction:
         now: datetime,
         error: str = "",
         connection_id: str | None = None,
-    ) -> None:
-        self._c.execute(
+    ) -> bool:
+        """Ends a pending session; False when it had already ended (the row is locked
+        by the UPDATE, so two concurrent endings cannot both succeed)."""
+        result = self._c.execute(
             schema.connect_sessions.update()
-            .where(schema.connect_sessions.c.id == session_id)
+            .where(
+                schema.connect_sessions.c.id == session_id,
+                schema.connect_sessions.c.status == SessionStatus.PENDING.value,
+            )
             .values(
                 status=status.value,
                 ended_at=to_db_time(now),
@@ -685,6 +690,7 @@ class Transaction:
                 otp_challenge_sealed=None,
             )
         )
+        return result.rowcount == 1
 
     def find_connection_id(self, org_id: str, customer_id: str, manufacturer: str) -> str | None:
         m = schema.manufacturer_connections.c
@@ -1031,8 +1037,11 @@ class Transaction:
         refresh_token_sealed: bytes | None,
         token_expires_at: datetime | None,
         now: datetime,
-    ) -> None:
-        """Stores a refresh's result: a new generation, the claim released. A refresh
+        generation: int | None = None,
+    ) -> bool:
+        """Stores a refresh's result: a new generation, the claim released. With
+        ``generation``, only if the tokens are still of that generation: a reconnect that
+        landed meanwhile is never overwritten by the old grant's refresh. A refresh
         response without a refresh token keeps the stored one (``None`` keeps it). Only
         an active connection takes tokens: a refresh that lands after a disconnect (or
         after the connection was marked as needing re-authorization) stores nothing."""
@@ -1046,26 +1055,38 @@ class Transaction:
         )
         if refresh_token_sealed is not None:
             values["refresh_token_sealed"] = refresh_token_sealed
-        self._c.execute(
-            schema.manufacturer_connections.update()
-            .where(_mc.c.id == connection_id, _mc.c.status == _ACTIVE)
-            .values(**values)
+        conditions = [_mc.c.id == connection_id, _mc.c.status == _ACTIVE]
+        if generation is not None:
+            conditions.append(_mc.c.token_generation == generation)
+        result = self._c.execute(
+            schema.manufacturer_connections.update().where(*conditions).values(**values)
         )
+        return result.rowcount == 1
 
-    def release_token_refresh(self, connection_id: str) -> None:
-        """After a refresh failed for a passing reason: the next reader may try again."""
+    def release_token_refresh(self, connection_id: str, generation: int | None = None) -> None:
+        """After a refresh failed for a passing reason: the next reader may try again.
+        With ``generation``, only a claim on those tokens is released."""
+        conditions = [_mc.c.id == connection_id]
+        if generation is not None:
+            conditions.append(_mc.c.token_generation == generation)
         self._c.execute(
             schema.manufacturer_connections.update()
-            .where(_mc.c.id == connection_id)
+            .where(*conditions)
             .values(refresh_claimed_at=None)
         )
 
-    def mark_needs_reauthorization(self, connection_id: str, now: datetime) -> None:
+    def mark_needs_reauthorization(
+        self, connection_id: str, now: datetime, generation: int | None = None
+    ) -> None:
         """The manufacturer refused the refresh token (invalid_grant). A disconnected
-        connection stays disconnected."""
+        connection stays disconnected; with ``generation``, a reconnect that landed
+        meanwhile is left alone."""
+        conditions = [_mc.c.id == connection_id, _mc.c.status == _ACTIVE]
+        if generation is not None:
+            conditions.append(_mc.c.token_generation == generation)
         self._c.execute(
             schema.manufacturer_connections.update()
-            .where(_mc.c.id == connection_id, _mc.c.status == _ACTIVE)
+            .where(*conditions)
             .values(
                 status=ConnectionStatus.NEEDS_REAUTHORIZATION.value,
                 refresh_claimed_at=None,
