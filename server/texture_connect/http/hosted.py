@@ -89,7 +89,6 @@ ERROR_PAGES: dict[str, tuple[str, str]] = {
         "The manufacturer reported a problem we don't recognise.",
     ),
 }
-RETRYABLE = {"connection_failed", "server_error", "temporarily_unavailable"}
 STEP = hosted_flow_pb2
 
 
@@ -256,7 +255,7 @@ class HostedPages:
             cancellable=False,
             title=title,
             message=message,
-            retry=pending and code in RETRYABLE,
+            retry=pending and code == flow.error and flow.retryable,
             leave_error=code,
         )
 

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from google.protobuf import timestamp_pb2
 from grpc import aio
 
 from texture.connect.v1 import connection_pb2, connection_pb2_grpc
@@ -27,6 +26,7 @@ from texture_connect.domain.errors import FieldViolation, Reason, ServiceError, 
 from texture_connect.domain.keys import KeyKind, hash_key
 from texture_connect.domain.records import ConnectSession, Customer, Organization, SessionStatus
 from texture_connect.domain.resolution import choose_customer, choose_site
+from texture_connect.services import encode
 from texture_connect.services.authorization import start_authorization
 from texture_connect.services.connecting import link_context
 from texture_connect.services.context import current_organization, current_principal
@@ -50,12 +50,6 @@ _STATUSES = {
     SessionStatus.FAILED: connection_pb2.CONNECT_SESSION_STATUS_FAILED,
     SessionStatus.EXPIRED: connection_pb2.CONNECT_SESSION_STATUS_EXPIRED,
 }
-
-
-def _timestamp(moment: datetime) -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(moment)
-    return stamp
 
 
 def decode_create_request(request: connection_pb2.CreateConnectionRequest) -> CreateConnectionInput:
@@ -331,7 +325,7 @@ class ConnectionService(connection_pb2_grpc.ConnectionServiceServicer):
             link_url=f"{self._settings.public_url}/{link_token}",
             link_token=link_token,
             link_session_id=session_id,
-            expires_at=_timestamp(expires_at),
+            expires_at=encode.timestamp(expires_at),
             site_id=site.id if site else "",
         )
         if valid.mode is Mode.HEADLESS:
@@ -412,12 +406,12 @@ class ConnectionService(connection_pb2_grpc.ConnectionServiceServicer):
                 manufacturers=session.manufacturers, device_types=session.device_types
             ),
             customer_form_bypassed=session.customer_form_bypassed,
-            create_time=_timestamp(session.created_at),
-            expires_at=_timestamp(session.expires_at),
+            create_time=encode.timestamp(session.created_at),
+            expires_at=encode.timestamp(session.expires_at),
             error=session.error,
         )
         if session.ended_at is not None:
-            message.end_time.CopyFrom(_timestamp(session.ended_at))
+            message.end_time.CopyFrom(encode.timestamp(session.ended_at))
         return message
 
 

@@ -27,13 +27,6 @@ from texture_connect.services.context import current_organization, current_princ
 from texture_connect.services.token_access import TokenAccess
 from texture_connect.storage import Store
 
-_STATE_FIELD = {
-    "battery": "battery",
-    "thermostat": "thermostat",
-    "vehicle": "vehicle",
-    "charger": "charger",
-    "inverter": "inverter",
-}
 _STATE_MESSAGE = {
     "battery": devices_pb2.BatteryState,
     "thermostat": devices_pb2.ThermostatState,
@@ -175,8 +168,8 @@ class DeviceService(devices_pb2_grpc.DeviceServiceServicer):
         )
         normalized = normalize_state(device.type, state.values)
         if normalized is not None:
-            field = _STATE_FIELD[device.type]
-            getattr(message, field).CopyFrom(_STATE_MESSAGE[device.type](**normalized))
+            # The oneof's field names are the device types.
+            getattr(message, device.type).CopyFrom(_STATE_MESSAGE[device.type](**normalized))
         return devices_pb2.GetDeviceStateResponse(state=message)
 
     async def _retag(
