@@ -34,14 +34,14 @@ from texture_connect.domain.records import (
     ConnectSession,
     SessionStatus,
 )
-from texture_connect.domain.texture_errors import TEXTURE_ERRORS, normalize_authorization_error
+from texture_connect.domain.texture_errors import normalize_authorization_error
 from texture_connect.manufacturers.tokens import (
     TokenExchangeError,
     client_secret_for,
     exchange_code,
 )
 from texture_connect.services.authorization import verifier_context
-from texture_connect.services.connecting import ConnectFailure, Connector
+from texture_connect.services.connecting import ConnectFailure, Connector, apply_failure
 from texture_connect.storage import Store, Transaction
 
 log = logging.getLogger("texture_connect.callback")
@@ -156,13 +156,7 @@ class CallbackService(callback_pb2_grpc.CallbackServiceServicer):
             # Only an idle session may end here: another attempt may be completing it.
             if not tx.claim_session_callback(session.id, now, now - CLAIM_TIMEOUT):
                 return False
-            if TEXTURE_ERRORS[texture_error].retryable:
-                tx.release_session_callback(session.id)
-                tx.update_session_flow(session.id, flow_error=texture_error)
-            else:
-                tx.end_session(
-                    session.id, status=SessionStatus.FAILED, now=now, error=texture_error
-                )
+            apply_failure(tx, session.id, texture_error, now)
             return True
 
         if not await self._store.write(record):

@@ -41,6 +41,16 @@ class ConnectFailure(Exception):
         self.texture_error = texture_error
 
 
+def apply_failure(tx: Transaction, session_id: str, texture_error: str, now: datetime) -> None:
+    """The one rule for a failed attempt: a retryable error leaves the session open (its
+    claim released, the error shown by the hosted pages); any other ends it."""
+    if TEXTURE_ERRORS[texture_error].retryable:
+        tx.release_session_callback(session_id)
+        tx.update_session_flow(session_id, flow_error=texture_error)
+    else:
+        tx.end_session(session_id, status=SessionStatus.FAILED, now=now, error=texture_error)
+
+
 def pending_context(session_id: str) -> str:
     return f"session:{session_id}:pending-tokens"
 
@@ -106,17 +116,7 @@ class Connector:
         """A retryable error leaves the session open (a new attempt gets a new state); any
         other ends it."""
         now = self._clock()
-
-        def record(tx: Transaction) -> None:
-            if TEXTURE_ERRORS[texture_error].retryable:
-                tx.release_session_callback(session.id)
-                tx.update_session_flow(session.id, flow_error=texture_error)
-            else:
-                tx.end_session(
-                    session.id, status=SessionStatus.FAILED, now=now, error=texture_error
-                )
-
-        await self._store.write(record)
+        await self._store.write(lambda tx: apply_failure(tx, session.id, texture_error, now))
         log.info("session %s: %s", session.id, texture_error)
 
     async def stage_devices(
