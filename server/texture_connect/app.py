@@ -32,7 +32,7 @@ from texture.connect.v1 import (
     manufacturer_connections_pb2,
     manufacturer_connections_pb2_grpc,
 )
-from texture_connect.config import Settings
+from texture_connect.config import ConfigError, Settings
 from texture_connect.crypto import Sealer, development_key, read_or_create_secret
 from texture_connect.domain.catalog import Catalog, Manufacturer
 from texture_connect.domain.keys import KeyKind, hash_key, new_key
@@ -322,6 +322,13 @@ async def serve(settings: Settings) -> None:
 async def serve_http(settings: Settings, grpc_target: str) -> None:
     """The HTTP side alone, pointed at a gRPC server elsewhere (it holds no state, so any
     number of these can run behind a load balancer)."""
+    if not settings.internal_key and not (settings.data_dir / "internal.key").exists():
+        # A credential made up here would not be the gRPC server's: every callback would
+        # fail. Say so at start instead.
+        raise ConfigError(
+            "set TEXTURE_INTERNAL_KEY to the gRPC server's internal credential "
+            f"(or share its data directory, {settings.data_dir})"
+        )
     http = http_server(settings, build_http_app(settings, grpc_target, internal_key(settings)))
     http_task = asyncio.create_task(http.serve())
     ready_task = asyncio.create_task(http.ready.wait())
