@@ -11,6 +11,7 @@ import enum
 import re
 import unicodedata
 from dataclasses import dataclass
+from typing import Any
 
 from texture_connect.domain.addresses import ISO_3166_ALPHA2, REQUIRED_LOCATION_FIELDS, Address
 from texture_connect.domain.catalog import DEVICE_TYPES, AuthKind, Catalog, Manufacturer
@@ -113,6 +114,31 @@ class ConnectionRequest:
     @property
     def headless_manufacturer(self) -> Manufacturer:
         return self.offered[0]
+
+
+def customer_info_document(
+    contact: Contact, address: Address | None, *, omit_empty: bool
+) -> dict[str, Any]:
+    """customerInfo as its JSON document (the seed's names), as sessions keep it for the
+    hosted customer form."""
+    document: dict[str, Any] = {
+        "firstName": contact.first_name,
+        "lastName": contact.last_name,
+        "email": contact.email,
+        "phone": contact.phone,
+    }
+    if omit_empty:
+        document = {k: v for k, v in document.items() if v}
+    if address is not None:
+        document["location"] = {
+            "streetOne": address.street_one,
+            "streetTwo": address.street_two,
+            "city": address.city,
+            "state": address.state,
+            "postalCode": address.postal_code,
+            "country": address.country,
+        }
+    return document
 
 
 def _bad_text(value: str, max_length: int) -> str | None:

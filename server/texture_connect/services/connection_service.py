@@ -20,6 +20,7 @@ from texture_connect.domain.connect_request import (
     CustomerInfoInput,
     LocationInput,
     Mode,
+    customer_info_document,
     validate_create_connection,
 )
 from texture_connect.domain.errors import FieldViolation, Reason, ServiceError, fail, invalid
@@ -90,28 +91,7 @@ def decode_create_request(request: connection_pb2.CreateConnectionRequest) -> Cr
 
 def _prefill(valid: ConnectionRequest) -> dict[str, Any] | None:
     """What the hosted customer form starts from (JSON names, as the caller sent them)."""
-    contact = valid.contact
-    data: dict[str, Any] = {
-        k: v
-        for k, v in (
-            ("firstName", contact.first_name),
-            ("lastName", contact.last_name),
-            ("email", contact.email),
-            ("phone", contact.phone),
-        )
-        if v
-    }
-    if valid.address is not None:
-        a = valid.address
-        data["location"] = {
-            "streetOne": a.street_one,
-            "streetTwo": a.street_two,
-            "city": a.city,
-            "state": a.state,
-            "postalCode": a.postal_code,
-            "country": a.country,
-        }
-    return data or None
+    return customer_info_document(valid.contact, valid.address, omit_empty=True) or None
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from texture_connect.domain.catalog import AuthKind, Catalog, Manufacturer
 from texture_connect.domain.connect_request import (
     CustomerInfoInput,
     LocationInput,
+    customer_info_document,
     validate_contact,
     validate_location,
 )
@@ -318,20 +319,7 @@ class HostedFlowService(hosted_flow_pb2_grpc.HostedFlowServiceServicer):
         session = loaded.session
         org_id = session.organization_id
         now = self._clock()
-        confirmed = {
-            "firstName": contact.first_name,
-            "lastName": contact.last_name,
-            "email": contact.email,
-            "phone": contact.phone,
-            "location": {
-                "streetOne": address.street_one,
-                "streetTwo": address.street_two,
-                "city": address.city,
-                "state": address.state,
-                "postalCode": address.postal_code,
-                "country": address.country,
-            },
-        }
+        confirmed = customer_info_document(contact, address, omit_empty=False)
         next_step = steps.AUTHORIZE if session.flow_manufacturer else steps.MANUFACTURER
 
         def save(tx: Transaction) -> bool:
